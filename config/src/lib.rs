@@ -1,1 +1,47 @@
-//! Typed configuration.
+//! Typed configuration for Portcullis.
+//!
+//! [`load`] reads a TOML file, validates every setting (collecting *all*
+//! problems into [`ConfigErrors`]), loads the referenced certificates, keys
+//! and trust stores, resolves origins, and returns an immutable [`Snapshot`]
+//! for the data plane. [`parse_str`] does the same for in-memory TOML.
+
+mod duration;
+mod error;
+mod load;
+mod model;
+mod origin;
+mod sni;
+mod snapshot;
+mod syntax;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
+pub use snapshot::{
+    ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin, PrivateKeyPem, ServerSettings,
+    SiteSnapshot, Snapshot, Timeouts, TrustAnchor,
+};
+
+/// Reads, parses and validates the configuration file at `path`, loading all
+/// referenced files (relative paths are relative to the file's directory).
+pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            path,
+            DOCUMENT_KEY,
+            format!("cannot read configuration file: {e}"),
+        )
+    })?;
+    parse_str(&source, path)
+}
+
+/// Like [`load`], but for TOML text already in memory; `path` is used in
+/// error messages and as the base for relative file paths.
+pub fn parse_str(toml: &str, path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let raw = syntax::parse_document(toml, path)?;
+    validate::build_snapshot(raw, path)
+}

@@ -1,1 +1,20 @@
-//! Portcullis data plane.
+//! Portcullis data plane: thread-per-core workers that terminate viewer mTLS with BoringSSL and
+//! proxy HTTP/1.1 to origins.
+//!
+//! Data flows one way: [`worker`] accepts, [`connection`] runs the TLS handshake under the
+//! site's policy ([`tls`]), [`proxy`] forwards requests to the origin ([`origin_pool`]) with
+//! the viewer-cert headers ([`viewer_cert`]).
+
+pub mod connection;
+pub mod demo;
+pub mod demo_origin;
+pub mod http;
+pub mod origin_pool;
+pub mod pki;
+pub mod proxy;
+pub mod run;
+pub mod server;
+pub mod shutdown;
+pub mod tls;
+pub mod viewer_cert;
+pub mod worker;

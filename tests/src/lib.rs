@@ -1,1 +1,426 @@
-//! Shared helpers for end-to-end tests.
+//! Helpers for the end-to-end tests: start the real `portcullis` binary on 127.0.0.1 with a
+//! generated PKI and a real origin, and drive it with real clients (curl, openssl s_client).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use portcullis::demo_origin::{pattern_byte, DemoOrigin};
+pub use portcullis::pki::{CertKind, CertSpec, Issued, KeyAlgorithm};
+
+/// How long the binary may take to print `ready`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the binary may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The `portcullis` binary built next to this test executable.
+pub fn portcullis_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/portcullis
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join("portcullis");
+    assert!(
+        bin.exists(),
+        "{} not found: build the workspace first (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A root CA, an intermediate and a server certificate for the test host names, on disk.
+pub struct TestPki {
+    /// The directory holding every file.
+    pub dir: tempfile::TempDir,
+    /// Root CA.
+    pub root: Issued,
+    /// Intermediate CA issued by the root.
+    pub intermediate: Issued,
+    /// Server certificate for localhost, site-a.test, site-b.test, 127.0.0.1.
+    pub server: Issued,
+}
+
+impl TestPki {
+    /// Generates the hierarchy and writes root.pem, bundle.pem (root + intermediate) and
+    /// server.pem (leaf + intermediate) / server.key.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Issued::self_signed(
+            CertSpec::new("Test Root CA", CertKind::RootCa).organization("Portcullis Tests"),
+        )
+        .expect("root");
+        let intermediate = root
+            .issue(CertSpec::new("Test Intermediate CA", CertKind::IntermediateCa))
+            .expect("intermediate");
+        let server = intermediate
+            .issue(CertSpec::new(
+                "localhost",
+                CertKind::Server {
+                    dns_names: vec![
+                        "localhost".into(),
+                        "site-a.test".into(),
+                        "site-b.test".into(),
+                    ],
+                    ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
+                },
+            ))
+            .expect("server");
+        let pki = Self {
+            dir,
+            root,
+            intermediate,
+            server,
+        };
+        pki.write("root.pem", &pki.root.cert_pem);
+        pki.write(
+            "bundle.pem",
+            &format!("{}{}", pki.root.cert_pem, pki.intermediate.cert_pem),
+        );
+        pki.write(
+            "server.pem",
+            &format!("{}{}", pki.server.cert_pem, pki.intermediate.cert_pem),
+        );
+        pki.write("server.key", &pki.server.key_pem);
+        pki
+    }
+
+    /// Path of a file in the PKI directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `contents` to `name` in the PKI directory and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+
+    /// Writes a client's certificate (followed by `chain` PEMs) and key; returns
+    /// (cert path, key path).
+    pub fn write_client(&self, stem: &str, client: &Issued, chain: &[&Issued]) -> (PathBuf, PathBuf) {
+        let mut pem = client.cert_pem.clone();
+        for c in chain {
+            pem.push_str(&c.cert_pem);
+        }
+        let cert = self.write(&format!("{stem}.pem"), &pem);
+        let key = self.write(&format!("{stem}.key"), &client.key_pem);
+        (cert, key)
+    }
+
+    /// A client certificate issued by `issuer` with the given common name.
+    pub fn client(issuer: &Issued, cn: &str) -> Issued {
+        issuer
+            .issue(
+                CertSpec::new(cn, CertKind::Client)
+                    .organization("Portcullis Tests")
+                    .organizational_unit("Viewers"),
+            )
+            .expect("client certificate")
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One `[[site]]` of a test configuration.
+pub struct SiteConfig {
+    /// Site name.
+    pub name: String,
+    /// SNI names (TOML array body, e.g. `"localhost"`).
+    pub server_names: Vec<String>,
+    /// Origin address.
+    pub origin: SocketAddr,
+    /// mtls mode.
+    pub mode: &'static str,
+    /// Trust store path, if any.
+    pub trust_store: Option<PathBuf>,
+    /// Extra lines for `[site.mtls]`.
+    pub mtls_extra: String,
+}
+
+impl SiteConfig {
+    /// A site for `localhost` in `mode` with `trust_store`.
+    pub fn new(origin: SocketAddr, mode: &'static str, trust_store: Option<PathBuf>) -> Self {
+        Self {
+            name: "main".into(),
+            server_names: vec!["localhost".into()],
+            origin,
+            mode,
+            trust_store,
+            mtls_extra: String::new(),
+        }
+    }
+}
+
+/// A configuration file for `sites`, using the PKI's server certificate.
+pub fn config_text(pki: &TestPki, sites: &[SiteConfig], server_extra: &str) -> String {
+    let mut s = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n{server_extra}\n"
+    );
+    for site in sites {
+        let names: Vec<String> = site.server_names.iter().map(|n| format!("{n:?}")).collect();
+        s.push_str(&format!(
+            "[[site]]\nname = {:?}\nserver_names = [{}]\ncertificate = {:?}\nprivate_key = {:?}\norigin = \"http://{}\"\n\n[site.mtls]\nmode = {:?}\n",
+            site.name,
+            names.join(", "),
+            pki.path("server.pem"),
+            pki.path("server.key"),
+            site.origin,
+            site.mode,
+        ));
+        if let Some(ts) = &site.trust_store {
+            s.push_str(&format!("trust_store = {ts:?}\n"));
+        }
+        s.push_str(&site.mtls_extra);
+        s.push_str("\n\n");
+    }
+    s
+}
+
+/// A running `portcullis run` process; stopped with SIGTERM when dropped.
+pub struct Portcullis {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Portcullis {
+    /// Writes `config` to a file and starts `portcullis run` on it; waits (bounded) for `ready`.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
+        let mut child = Command::new(portcullis_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn portcullis");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut addr = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("listening on https://") => {
+                    addr = line["listening on https://".len()..].parse().ok();
+                }
+                Ok(line) if line == "ready" => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "portcullis did not become ready:\n{}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Self {
+            child: Some(child),
+            addr: addr.expect("listen address printed before ready"),
+            stderr_path,
+            _dir: dir,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `https://{host}:{port}{path}`, for use with [`Curl::resolve`].
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.addr.port())
+    }
+}
+
+impl Drop for Portcullis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A curl invocation against a running Portcullis.
+pub struct Curl {
+    cmd: Command,
+}
+
+/// What curl did.
+#[derive(Debug)]
+pub struct CurlResult {
+    /// curl's exit code.
+    pub exit: Option<i32>,
+    /// The HTTP status, if a response arrived.
+    pub status: Option<u16>,
+    /// The response body.
+    pub body: Vec<u8>,
+    /// curl's diagnostics.
+    pub stderr: String,
+}
+
+impl CurlResult {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Header lines the echo origin reports having received, as (lowercase name, value).
+    pub fn echoed_headers(&self) -> Vec<(String, String)> {
+        self.text()
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(": "))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .collect()
+    }
+
+    /// The value of an echoed header (case-insensitive name), if the origin received it.
+    pub fn echoed(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        self.echoed_headers()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+impl Curl {
+    /// `curl` for `url` on `host` (resolved to the server's address), trusting `ca`.
+    pub fn new(server: &Portcullis, host: &str, path: &str, ca: &Path) -> Self {
+        let mut cmd = Command::new("curl");
+        cmd.arg("--silent")
+            .arg("--show-error")
+            .arg("--max-time")
+            .arg("60")
+            .arg("--resolve")
+            .arg(format!("{host}:{}:127.0.0.1", server.addr.port()))
+            .arg("--cacert")
+            .arg(ca)
+            .arg("--write-out")
+            .arg("\n%{http_code}")
+            .arg(server.url(host, path));
+        Self { cmd }
+    }
+
+    /// Presents a client certificate.
+    pub fn cert(mut self, cert: &Path, key: &Path) -> Self {
+        self.cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        self
+    }
+
+    /// Adds any other arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Runs curl (bounded by --max-time) and collects the result.
+    pub fn run(mut self) -> CurlResult {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.cmd.output().expect("run curl");
+        let split = stdout.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+        let code = String::from_utf8_lossy(&stdout[split..]).trim().parse::<u16>().ok();
+        let body = stdout[..split].to_vec();
+        CurlResult {
+            exit: status.code(),
+            status: code.filter(|&c| c != 0),
+            body,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `openssl` with `args` and `stdin` (bounded by `timeout` seconds via coreutils).
+pub fn openssl(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("timeout")
+        .arg("30")
+        .arg("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("openssl output")
+}
+
+/// Starts the echo origin on 127.0.0.1 with an ephemeral port.
+pub fn origin() -> DemoOrigin {
+    DemoOrigin::start("127.0.0.1:0".parse().expect("addr")).expect("start origin")
+}

@@ -1,0 +1,79 @@
+//! Raw serde types mirroring the TOML file exactly.
+//!
+//! Values that need validation with precise error keys (addresses, durations,
+//! URLs, ranges) are kept as strings or wide integers here and checked in
+//! [`crate::validate`], so that all problems can be collected at once.
+
+use serde::Deserialize;
+
+/// The whole configuration document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) server: RawServer,
+    #[serde(default)]
+    pub(crate) site: Vec<RawSite>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Vec<String>,
+    pub(crate) workers: Option<i64>,
+    pub(crate) cpu_affinity: Option<Vec<i64>>,
+    #[serde(default)]
+    pub(crate) timeouts: RawTimeouts,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+}
+
+/// `[server.timeouts]`: humantime strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub(crate) handshake: Option<String>,
+    pub(crate) header_read: Option<String>,
+    pub(crate) idle_keepalive: Option<String>,
+    pub(crate) origin_connect: Option<String>,
+    pub(crate) origin_response: Option<String>,
+    pub(crate) drain: Option<String>,
+}
+
+/// `[server.limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) max_header_bytes: Option<i64>,
+    pub(crate) max_header_count: Option<i64>,
+    pub(crate) max_connections_per_worker: Option<i64>,
+}
+
+/// One `[[site]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSite {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) server_names: Vec<String>,
+    #[serde(default)]
+    pub(crate) default: bool,
+    pub(crate) certificate: String,
+    pub(crate) private_key: String,
+    pub(crate) origin: String,
+    pub(crate) mtls: RawMtls,
+}
+
+/// `[site.mtls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMtls {
+    pub(crate) mode: String,
+    pub(crate) trust_store: Option<String>,
+    #[serde(default)]
+    pub(crate) ignore_expiration: bool,
+    #[serde(default)]
+    pub(crate) advertise_ca_names: bool,
+    pub(crate) max_chain_depth: Option<i64>,
+    pub(crate) forward_headers: Option<Vec<String>>,
+}

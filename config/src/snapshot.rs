@@ -1,0 +1,333 @@
+//! Immutable, fully validated configuration consumed by the data plane.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sni::SniIndex;
+
+/// A validated configuration with all referenced files loaded.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Path of the configuration file this snapshot was loaded from.
+    pub source: PathBuf,
+    /// Process-wide settings from `[server]`.
+    pub server: ServerSettings,
+    /// Sites in file order; `sites[i].index == i`.
+    pub sites: Vec<Arc<SiteSnapshot>>,
+    /// Index into `sites` of the site used when SNI is absent or unmatched.
+    pub default_site: usize,
+    pub(crate) sni: SniIndex,
+}
+
+impl Snapshot {
+    /// Selects the site for a TLS ClientHello server name.
+    ///
+    /// Matching is case-insensitive and ignores one trailing dot. An exact
+    /// server name wins over a wildcard; `*.example.com` matches
+    /// `a.example.com` but neither `example.com` nor `a.b.example.com`.
+    /// Without SNI, or when nothing matches, the default site is returned.
+    /// Does not allocate when `sni` is already lowercase.
+    pub fn site_for_sni(&self, sni: Option<&str>) -> &Arc<SiteSnapshot> {
+        let index = sni
+            .and_then(|name| self.sni.lookup(name))
+            .unwrap_or(self.default_site);
+        // Invariant: `SniIndex` only holds indices of existing sites and
+        // `default_site < sites.len()` (a snapshot always has a site).
+        &self.sites[index]
+    }
+}
+
+/// Settings from `[server]`, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Addresses to listen on (at least one).
+    pub listen: Vec<SocketAddr>,
+    /// Number of worker threads (never zero).
+    pub workers: usize,
+    /// CPU ids; worker `i` is pinned to `cpu_affinity[i % len]`.
+    pub cpu_affinity: Option<Vec<usize>>,
+    /// Timeouts from `[server.timeouts]`.
+    pub timeouts: Timeouts,
+    /// Limits from `[server.limits]`.
+    pub limits: Limits,
+}
+
+impl ServerSettings {
+    /// The CPU worker `worker` should be pinned to, if affinity is configured.
+    pub fn cpu_for_worker(&self, worker: usize) -> Option<usize> {
+        let cpus = self.cpu_affinity.as_deref()?;
+        cpus.get(worker % cpus.len().max(1)).copied()
+    }
+}
+
+/// Timeouts from `[server.timeouts]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TLS handshake (default 10s).
+    pub handshake: Duration,
+    /// Reading a request header (default 30s).
+    pub header_read: Duration,
+    /// Idle time between keep-alive requests (default 60s).
+    pub idle_keepalive: Duration,
+    /// Connecting to the origin (default 5s).
+    pub origin_connect: Duration,
+    /// Waiting for the origin's response (default 60s).
+    pub origin_response: Duration,
+    /// Graceful-shutdown drain (default 30s).
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(30),
+            idle_keepalive: Duration::from_secs(60),
+            origin_connect: Duration::from_secs(5),
+            origin_response: Duration::from_secs(60),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Limits from `[server.limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum request header size in bytes (default 16384, 1024..=1048576).
+    pub max_header_bytes: usize,
+    /// Maximum number of request headers (default 100, 1..=1000).
+    pub max_header_count: usize,
+    /// Maximum concurrent connections per worker (default 10000, >= 1).
+    pub max_connections_per_worker: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16384,
+            max_header_count: 100,
+            max_connections_per_worker: 10000,
+        }
+    }
+}
+
+/// One validated `[[site]]` with its certificate, key and trust store loaded.
+#[derive(Debug, Clone)]
+pub struct SiteSnapshot {
+    /// Position of the site in the file (and in [`Snapshot::sites`]).
+    pub index: usize,
+    /// Unique site name.
+    pub name: String,
+    /// Key prefix for messages, e.g. `"site[0]"`.
+    pub key_prefix: String,
+    /// Lowercased exact names and `*.suffix` wildcards.
+    pub server_names: Vec<String>,
+    /// Whether this is the default site.
+    pub is_default: bool,
+    /// Resolved path of the certificate chain file.
+    pub certificate_path: PathBuf,
+    /// DER certificates, leaf first, then intermediates.
+    pub certificate_chain: Vec<Vec<u8>>,
+    /// Resolved path of the private key file.
+    pub private_key_path: PathBuf,
+    /// The private key as a single PEM block (never printed).
+    pub private_key: PrivateKeyPem,
+    /// Where requests are proxied to.
+    pub origin: Origin,
+    /// Client-certificate settings.
+    pub mtls: MtlsSettings,
+}
+
+/// A PEM-encoded private key. `Debug` prints `<redacted>`; the bytes are
+/// overwritten with zeros on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKeyPem(Vec<u8>);
+
+impl PrivateKeyPem {
+    /// Wraps PEM text containing exactly one private key block.
+    pub fn new(pem: Vec<u8>) -> Self {
+        Self(pem)
+    }
+
+    /// The PEM text (`-----BEGIN ... PRIVATE KEY-----` ...).
+    pub fn pem(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Drop for PrivateKeyPem {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        // Keep the zeroing from being optimised away as a dead store.
+        std::hint::black_box(&self.0);
+    }
+}
+
+/// The upstream origin of a site (`http://host[:port][/]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The URL as written in the configuration.
+    pub url: String,
+    /// Host name or IP address, without IPv6 brackets.
+    pub host: String,
+    /// Port (80 when not written).
+    pub port: u16,
+    /// `host[:port]` exactly as written in the URL (IPv6 in brackets), for
+    /// use as a `Host` header value.
+    pub authority: String,
+    /// Addresses resolved at load time (non-empty).
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// How client certificates are handled for a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsMode {
+    /// A client certificate that verifies against the trust store is required.
+    Required,
+    /// A client certificate is requested; if sent it must verify.
+    Optional,
+    /// A client certificate is requested and forwarded without verification.
+    Passthrough,
+}
+
+impl MtlsMode {
+    /// The configuration spelling (`"required"`, `"optional"`, `"passthrough"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "required",
+            Self::Optional => "optional",
+            Self::Passthrough => "passthrough",
+        }
+    }
+
+    /// Parses the configuration spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "required" => Some(Self::Required),
+            "optional" => Some(Self::Optional),
+            "passthrough" => Some(Self::Passthrough),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MtlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Validated `[site.mtls]`.
+#[derive(Debug, Clone)]
+pub struct MtlsSettings {
+    /// Verification mode.
+    pub mode: MtlsMode,
+    /// Resolved path of the trust store, if configured.
+    pub trust_store_path: Option<PathBuf>,
+    /// CA certificates from the trust store (empty when none configured).
+    pub trust_store: Vec<TrustAnchor>,
+    /// Accept expired / not-yet-valid client certificates.
+    pub ignore_expiration: bool,
+    /// Send the trust store's subject names in the CertificateRequest.
+    pub advertise_ca_names: bool,
+    /// Maximum client chain depth (1..=4).
+    pub max_chain_depth: u8,
+    /// Which client-certificate headers are forwarded to the origin.
+    pub forward: ForwardHeaders,
+}
+
+/// One CA certificate from a trust store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustAnchor {
+    /// DER encoding.
+    pub der: Vec<u8>,
+    /// Subject distinguished name (RFC 2253-like), for messages.
+    pub subject: String,
+    /// Subject equals issuer (a root rather than an intermediate).
+    pub self_signed: bool,
+}
+
+/// Which client-certificate headers are forwarded (all by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardHeaders {
+    /// `serial-number`.
+    pub serial_number: bool,
+    /// `issuer`.
+    pub issuer: bool,
+    /// `subject`.
+    pub subject: bool,
+    /// `present`.
+    pub present: bool,
+    /// `sha256`.
+    pub sha256: bool,
+    /// `validity`.
+    pub validity: bool,
+    /// `pem`.
+    pub pem: bool,
+}
+
+impl ForwardHeaders {
+    /// The accepted names in `forward_headers`.
+    pub const NAMES: [&'static str; 7] = [
+        "serial-number",
+        "issuer",
+        "subject",
+        "present",
+        "sha256",
+        "validity",
+        "pem",
+    ];
+
+    /// No headers forwarded.
+    pub const NONE: Self = Self {
+        serial_number: false,
+        issuer: false,
+        subject: false,
+        present: false,
+        sha256: false,
+        validity: false,
+        pem: false,
+    };
+
+    /// Enables the header called `name`; returns false for an unknown name.
+    pub fn enable(&mut self, name: &str) -> bool {
+        let flag = match name {
+            "serial-number" => &mut self.serial_number,
+            "issuer" => &mut self.issuer,
+            "subject" => &mut self.subject,
+            "present" => &mut self.present,
+            "sha256" => &mut self.sha256,
+            "validity" => &mut self.validity,
+            "pem" => &mut self.pem,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
+}
+
+impl Default for ForwardHeaders {
+    fn default() -> Self {
+        Self {
+            serial_number: true,
+            issuer: true,
+            subject: true,
+            present: true,
+            sha256: true,
+            validity: true,
+            pem: true,
+        }
+    }
+}

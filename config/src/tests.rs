@@ -1,0 +1,624 @@
+//! End-to-end tests: real files in temp dirs, certificates generated with rcgen.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use tempfile::TempDir;
+
+use crate::{load, parse_str, ConfigError, ConfigErrors, ForwardHeaders, MtlsMode, Snapshot};
+
+/// Example configuration covering every key.
+const EXAMPLE: &str = r#"
+[server]
+listen = ["127.0.0.1:8443", "[::1]:0"]
+workers = 2
+cpu_affinity = [0, 1]
+
+[server.timeouts]
+handshake = "11s"
+header_read = "31s"
+idle_keepalive = "1m 1s"
+origin_connect = "500ms"
+origin_response = "2m"
+drain = "0s"
+
+[server.limits]
+max_header_bytes = 32768
+max_header_count = 50
+max_connections_per_worker = 123
+
+[[site]]
+name = "example"
+server_names = ["Localhost", "*.example.com"]
+certificate = "certs/server.pem"
+private_key = "certs/server.key"
+origin = "http://127.0.0.1:8080/"
+
+[site.mtls]
+mode = "required"
+trust_store = "certs/ca.pem"
+ignore_expiration = true
+advertise_ca_names = true
+max_chain_depth = 3
+forward_headers = ["serial-number", "sha256", "pem"]
+
+[[site]]
+name = "fallback"
+default = true
+certificate = "certs/server.pem"
+private_key = "certs/server.key"
+origin = "http://[::1]"
+
+[site.mtls]
+mode = "passthrough"
+"#;
+
+/// Generated certificates written into a temp directory.
+struct Fixture {
+    dir: TempDir,
+    /// Leaf + CA PEM chain.
+    chain_pem: String,
+    ca_pem: String,
+    leaf_key_pem: String,
+    /// A self-signed non-CA certificate.
+    non_ca_pem: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Portcullis Test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca cert");
+
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("leaf params")
+            .signed_by(&leaf_key, &*ca)
+            .expect("leaf cert");
+
+        let other_key = KeyPair::generate().expect("other key");
+        let non_ca = CertificateParams::new(vec!["client.test".to_owned()])
+            .expect("non-ca params")
+            .self_signed(&other_key)
+            .expect("non-ca cert");
+
+        let fixture = Self {
+            dir,
+            chain_pem: format!("{}{}", leaf.pem(), ca.pem()),
+            ca_pem: ca.pem(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+            non_ca_pem: non_ca.pem(),
+        };
+        fixture.write("certs/server.pem", &fixture.chain_pem);
+        fixture.write("certs/server.key", &fixture.leaf_key_pem);
+        fixture.write("certs/ca.pem", &fixture.ca_pem);
+        fixture
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn write(&self, relative: &str, contents: &str) -> PathBuf {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create dir");
+        }
+        fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.path("portcullis.toml")
+    }
+
+    fn parse(&self, toml: &str) -> Result<Snapshot, ConfigErrors> {
+        parse_str(toml, &self.config_path())
+    }
+
+    fn errors(&self, toml: &str) -> ConfigErrors {
+        match self.parse(toml) {
+            Ok(_) => panic!("expected configuration errors"),
+            Err(e) => e,
+        }
+    }
+
+    fn snapshot(&self, toml: &str) -> Snapshot {
+        match self.parse(toml) {
+            Ok(s) => s,
+            Err(e) => panic!("unexpected errors:\n{e}"),
+        }
+    }
+}
+
+/// A minimal valid single-site config, with `site_extra` appended to `[[site]]`
+/// and `mtls_extra` to its `[site.mtls]`.
+fn minimal(server_extra: &str, site_extra: &str, mtls_extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+{server_extra}
+[[site]]
+name = "only"
+certificate = "certs/server.pem"
+private_key = "certs/server.key"
+origin = "http://127.0.0.1:8080"
+{site_extra}
+[site.mtls]
+mode = "required"
+trust_store = "certs/ca.pem"
+{mtls_extra}
+"#
+    )
+}
+
+/// The single error with `key`, failing if absent.
+fn find<'a>(errors: &'a ConfigErrors, key: &str) -> &'a ConfigError {
+    errors
+        .iter()
+        .find(|e| e.key == key)
+        .unwrap_or_else(|| panic!("no error for key {key:?} in:\n{errors}"))
+}
+
+#[test]
+fn example_config_loads_every_key() {
+    let fx = Fixture::new();
+    let path = fx.write("portcullis.toml", EXAMPLE);
+    let snap = load(&path).unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(snap.source, path);
+    let server = &snap.server;
+    assert_eq!(
+        server.listen,
+        vec![
+            "127.0.0.1:8443".parse::<SocketAddr>().unwrap(),
+            "[::1]:0".parse::<SocketAddr>().unwrap()
+        ]
+    );
+    assert_eq!(server.workers, 2);
+    assert_eq!(server.cpu_affinity, Some(vec![0, 1]));
+    assert_eq!(server.cpu_for_worker(3), Some(1));
+    assert_eq!(server.timeouts.handshake, Duration::from_secs(11));
+    assert_eq!(server.timeouts.header_read, Duration::from_secs(31));
+    assert_eq!(server.timeouts.idle_keepalive, Duration::from_secs(61));
+    assert_eq!(server.timeouts.origin_connect, Duration::from_millis(500));
+    assert_eq!(server.timeouts.origin_response, Duration::from_secs(120));
+    assert_eq!(server.timeouts.drain, Duration::ZERO);
+    assert_eq!(server.limits.max_header_bytes, 32768);
+    assert_eq!(server.limits.max_header_count, 50);
+    assert_eq!(server.limits.max_connections_per_worker, 123);
+
+    assert_eq!(snap.sites.len(), 2);
+    assert_eq!(snap.default_site, 1);
+    let site = &snap.sites[0];
+    assert_eq!(site.index, 0);
+    assert_eq!(site.name, "example");
+    assert_eq!(site.key_prefix, "site[0]");
+    assert_eq!(site.server_names, vec!["localhost", "*.example.com"]);
+    assert!(!site.is_default);
+    assert_eq!(site.certificate_path, fx.path("certs/server.pem"));
+    assert_eq!(site.certificate_chain.len(), 2);
+    let chain_pem = pem::parse_many(&fx.chain_pem).unwrap();
+    assert_eq!(site.certificate_chain[0], chain_pem[0].contents());
+    assert_eq!(site.private_key_path, fx.path("certs/server.key"));
+    let key_block = pem::parse(site.private_key.pem()).unwrap();
+    assert_eq!(key_block.tag(), "PRIVATE KEY");
+    assert_eq!(
+        key_block.contents(),
+        pem::parse(&fx.leaf_key_pem).unwrap().contents()
+    );
+    assert_eq!(site.origin.url, "http://127.0.0.1:8080/");
+    assert_eq!(site.origin.host, "127.0.0.1");
+    assert_eq!(site.origin.port, 8080);
+    assert_eq!(site.origin.authority, "127.0.0.1:8080");
+    assert_eq!(
+        site.origin.addrs,
+        vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+    );
+    let mtls = &site.mtls;
+    assert_eq!(mtls.mode, MtlsMode::Required);
+    assert_eq!(mtls.trust_store_path, Some(fx.path("certs/ca.pem")));
+    assert_eq!(mtls.trust_store.len(), 1);
+    assert!(mtls.trust_store[0].self_signed);
+    assert!(
+        mtls.trust_store[0].subject.contains("CN=Portcullis Test CA"),
+        "{}",
+        mtls.trust_store[0].subject
+    );
+    assert!(mtls.ignore_expiration);
+    assert!(mtls.advertise_ca_names);
+    assert_eq!(mtls.max_chain_depth, 3);
+    assert_eq!(
+        mtls.forward,
+        ForwardHeaders {
+            serial_number: true,
+            sha256: true,
+            pem: true,
+            ..ForwardHeaders::NONE
+        }
+    );
+
+    let fallback = &snap.sites[1];
+    assert!(fallback.is_default);
+    assert!(fallback.server_names.is_empty());
+    assert_eq!(fallback.origin.host, "::1");
+    assert_eq!(fallback.origin.port, 80);
+    assert_eq!(fallback.origin.authority, "[::1]");
+    assert_eq!(fallback.mtls.mode, MtlsMode::Passthrough);
+    assert_eq!(fallback.mtls.trust_store_path, None);
+    assert!(fallback.mtls.trust_store.is_empty());
+    assert!(!fallback.mtls.ignore_expiration);
+    assert!(!fallback.mtls.advertise_ca_names);
+    assert_eq!(fallback.mtls.max_chain_depth, 4);
+    assert_eq!(fallback.mtls.forward, ForwardHeaders::default());
+}
+
+#[test]
+fn defaults_are_applied() {
+    let fx = Fixture::new();
+    let snap = fx.snapshot(&minimal("", "", ""));
+    let server = &snap.server;
+    let expected_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(server.workers, expected_workers);
+    assert_eq!(server.cpu_affinity, None);
+    assert_eq!(server.cpu_for_worker(0), None);
+    assert_eq!(server.timeouts, crate::Timeouts::default());
+    assert_eq!(server.timeouts.handshake, Duration::from_secs(10));
+    assert_eq!(server.timeouts.drain, Duration::from_secs(30));
+    assert_eq!(server.limits, crate::Limits::default());
+    assert_eq!(server.limits.max_header_bytes, 16384);
+    assert_eq!(snap.default_site, 0);
+    assert!(snap.sites[0].is_default);
+    assert_eq!(snap.sites[0].origin.authority, "127.0.0.1:8080");
+    let zero_workers = fx.snapshot(&minimal("workers = 0", "", ""));
+    assert_eq!(zero_workers.server.workers, expected_workers);
+}
+
+#[test]
+fn sni_selects_sites() {
+    let fx = Fixture::new();
+    let site = |name: &str, names: &str, default: bool| {
+        format!(
+            "[[site]]\nname = \"{name}\"\nserver_names = [{names}]\ndefault = {default}\ncertificate = \"certs/server.pem\"\nprivate_key = \"certs/server.key\"\norigin = \"http://127.0.0.1:1\"\n[site.mtls]\nmode = \"passthrough\"\n"
+        )
+    };
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{}{}{}",
+        site("wild", "\"*.example.com\"", false),
+        site("exact", "\"api.example.com\", \"EXAMPLE.com\"", false),
+        site("fallback", "\"fallback.test\"", true),
+    );
+    let snap = fx.snapshot(&toml);
+    let name = |sni: Option<&str>| snap.site_for_sni(sni).name.clone();
+    assert_eq!(name(Some("api.example.com")), "exact");
+    assert_eq!(name(Some("API.Example.Com.")), "exact");
+    assert_eq!(name(Some("example.com")), "exact");
+    assert_eq!(name(Some("www.example.com")), "wild");
+    assert_eq!(name(Some("a.b.example.com")), "fallback");
+    assert_eq!(name(Some("unknown.test")), "fallback");
+    assert_eq!(name(Some("fallback.test")), "fallback");
+    assert_eq!(name(None), "fallback");
+    assert_eq!(snap.default_site, 2);
+    assert_eq!(snap.sites[1].server_names, vec!["api.example.com", "example.com"]);
+}
+
+#[test]
+fn first_site_is_default_when_none_marked() {
+    let fx = Fixture::new();
+    let snap = fx.snapshot(EXAMPLE.replace("default = true\n", "server_names = [\"fb.test\"]\n").as_str());
+    assert_eq!(snap.default_site, 0);
+    assert!(snap.sites[0].is_default);
+    assert!(!snap.sites[1].is_default);
+    assert_eq!(snap.site_for_sni(Some("nomatch.test")).name, "example");
+}
+
+#[test]
+fn private_key_is_never_printed() {
+    let fx = Fixture::new();
+    let snap = fx.snapshot(&minimal("", "", ""));
+    let key = &snap.sites[0].private_key;
+    assert_eq!(format!("{key:?}"), "<redacted>");
+    let body_line = fx.leaf_key_pem.lines().nth(1).unwrap();
+    let debug = format!("{snap:?}");
+    assert!(!debug.contains(body_line));
+    assert!(debug.contains("<redacted>"));
+}
+
+#[test]
+fn error_display_formats() {
+    let e = ConfigError::new("/etc/p.toml", "server.listen[0]", "bad");
+    assert_eq!(e.to_string(), "/etc/p.toml: server.listen[0]: bad");
+    let errors = ConfigErrors(vec![e.clone(), ConfigError::new("/x", "site[1].origin", "worse")]);
+    assert_eq!(
+        errors.to_string(),
+        "/etc/p.toml: server.listen[0]: bad\n/x: site[1].origin: worse"
+    );
+    let as_std: &dyn std::error::Error = &errors;
+    assert!(as_std.to_string().contains("worse"));
+}
+
+#[test]
+fn unreadable_config_file() {
+    let fx = Fixture::new();
+    let missing = fx.path("nope.toml");
+    let errors = match load(&missing) {
+        Ok(_) => panic!("expected error"),
+        Err(e) => e,
+    };
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors.0[0].file, missing);
+    assert_eq!(errors.0[0].key, crate::DOCUMENT_KEY);
+}
+
+#[test]
+fn toml_syntax_error() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&minimal("", "origin2 = ", ""));
+    assert_eq!(errors.len(), 1);
+    let e = &errors.0[0];
+    assert_eq!(e.file, fx.config_path());
+    assert_eq!(e.key, "site[0].origin2");
+    assert!(e.reason.contains("line 9"), "{}", e.reason);
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&minimal("[server.limits]\nmax_body = 1\n", "", ""));
+    let e = find(&errors, "server.limits.max_body");
+    assert_eq!(e.file, fx.config_path());
+    assert!(e.reason.contains("unknown field"), "{}", e.reason);
+
+    let errors = fx.errors(&minimal("", "", "colour = \"red\""));
+    find(&errors, "site[0].mtls.colour");
+}
+
+#[test]
+fn missing_mtls_section_is_an_error() {
+    let fx = Fixture::new();
+    let toml = "[server]\nlisten = [\"127.0.0.1:0\"]\n[[site]]\nname = \"a\"\ncertificate = \"c\"\nprivate_key = \"k\"\norigin = \"http://127.0.0.1\"\n";
+    let errors = fx.errors(toml);
+    let e = find(&errors, "site[0].mtls");
+    assert!(e.reason.contains("missing field"), "{}", e.reason);
+}
+
+#[test]
+fn missing_referenced_file() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&minimal("", "", "").replace("certs/server.pem", "certs/absent.pem"));
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = find(&errors, "site[0].certificate");
+    assert_eq!(e.file, fx.path("certs/absent.pem"));
+    let io = fs::read(fx.path("certs/absent.pem")).unwrap_err();
+    assert!(e.reason.contains(&io.to_string()), "{}", e.reason);
+}
+
+#[test]
+fn pem_without_certificates() {
+    let fx = Fixture::new();
+    let path = fx.write("certs/empty.pem", "just some text, no PEM here\n");
+    let errors = fx.errors(&minimal("", "", "").replace("certs/server.pem", "certs/empty.pem"));
+    let e = find(&errors, "site[0].certificate");
+    assert_eq!(e.file, path);
+    assert!(e.reason.contains("no CERTIFICATE"), "{}", e.reason);
+}
+
+#[test]
+fn unparsable_certificate_names_its_index() {
+    let fx = Fixture::new();
+    let garbage = pem::encode(&pem::Pem::new("CERTIFICATE", vec![0x30, 0x03, 0x02, 0x01, 0x01]));
+    let path = fx.write("certs/bad.pem", &format!("{}{garbage}", fx.ca_pem));
+    let errors = fx.errors(&minimal("", "", "").replace("certs/ca.pem", "certs/bad.pem"));
+    let e = find(&errors, "site[0].mtls.trust_store");
+    assert_eq!(e.file, path);
+    assert!(e.reason.contains("#1"), "{}", e.reason);
+    assert!(!e.reason.contains("#0"), "{}", e.reason);
+
+    let errors = fx.errors(&minimal("", "", "").replace("certs/server.pem", "certs/bad.pem"));
+    let e = find(&errors, "site[0].certificate");
+    assert!(e.reason.contains("certificate #1"), "{}", e.reason);
+}
+
+#[test]
+fn trust_store_entries_must_be_cas() {
+    let fx = Fixture::new();
+    let path = fx.write("certs/mixed.pem", &format!("{}{}", fx.ca_pem, fx.non_ca_pem));
+    let errors = fx.errors(&minimal("", "", "").replace("certs/ca.pem", "certs/mixed.pem"));
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = find(&errors, "site[0].mtls.trust_store");
+    assert_eq!(e.file, path);
+    assert!(e.reason.contains("#1"), "{}", e.reason);
+    assert!(e.reason.contains("not a CA"), "{}", e.reason);
+}
+
+#[test]
+fn trust_store_required_unless_passthrough() {
+    let fx = Fixture::new();
+    let toml = minimal("", "", "").replace("trust_store = \"certs/ca.pem\"\n", "");
+    let errors = fx.errors(&toml.replace("\"required\"", "\"optional\""));
+    let e = find(&errors, "site[0].mtls.trust_store");
+    assert_eq!(e.file, fx.config_path());
+    let snap = fx.snapshot(&toml.replace("\"required\"", "\"passthrough\""));
+    assert!(snap.sites[0].mtls.trust_store.is_empty());
+}
+
+#[test]
+fn private_key_without_key_block() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&minimal("", "", "").replace("certs/server.key", "certs/ca.pem"));
+    let e = find(&errors, "site[0].private_key");
+    assert_eq!(e.file, fx.path("certs/ca.pem"));
+    assert!(e.reason.contains("PRIVATE KEY"), "{}", e.reason);
+}
+
+#[test]
+fn traditional_ec_key_label_is_accepted() {
+    let fx = Fixture::new();
+    let der = pem::parse(&fx.leaf_key_pem).unwrap().into_contents();
+    fx.write(
+        "certs/ec.key",
+        &pem::encode(&pem::Pem::new("EC PRIVATE KEY", der)),
+    );
+    let snap = fx.snapshot(&minimal("", "", "").replace("certs/server.key", "certs/ec.key"));
+    assert_eq!(pem::parse(snap.sites[0].private_key.pem()).unwrap().tag(), "EC PRIVATE KEY");
+}
+
+#[test]
+fn bad_origin_url() {
+    let fx = Fixture::new();
+    for origin in ["https://127.0.0.1", "http://127.0.0.1:8080/app", "http://h?x=1", "http://h:99999"] {
+        let errors = fx.errors(&minimal("", "", "").replace("http://127.0.0.1:8080", origin));
+        let e = find(&errors, "site[0].origin");
+        assert_eq!(e.file, fx.config_path(), "{origin}");
+    }
+}
+
+#[test]
+fn unresolvable_origin() {
+    let fx = Fixture::new();
+    let errors =
+        fx.errors(&minimal("", "", "").replace("http://127.0.0.1:8080", "http://no-such-host.invalid:80"));
+    let e = find(&errors, "site[0].origin");
+    assert!(e.reason.contains("resolve"), "{}", e.reason);
+}
+
+#[test]
+fn bad_listen_address() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&minimal("", "", "").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\", \"localhost:80\", \"::1:80\"]",
+    ));
+    assert_eq!(find(&errors, "server.listen[1]").file, fx.config_path());
+    find(&errors, "server.listen[2]");
+    assert!(errors.iter().all(|e| e.key != "server.listen[0]"));
+
+    let errors = fx.errors(&minimal("", "", "").replace("[\"127.0.0.1:0\"]", "[]"));
+    find(&errors, "server.listen");
+}
+
+#[test]
+fn out_of_range_limits_and_timeouts() {
+    let fx = Fixture::new();
+    let server = "workers = -1\ncpu_affinity = [0, -2]\n[server.limits]\nmax_header_bytes = 1023\nmax_header_count = 1001\nmax_connections_per_worker = 0\n[server.timeouts]\nhandshake = \"10 parsecs\"\nheader_read = \"0s\"\n";
+    let errors = fx.errors(&minimal(server, "", "max_chain_depth = 5"));
+    for key in [
+        "server.workers",
+        "server.cpu_affinity[1]",
+        "server.limits.max_header_bytes",
+        "server.limits.max_header_count",
+        "server.limits.max_connections_per_worker",
+        "server.timeouts.handshake",
+        "server.timeouts.header_read",
+        "site[0].mtls.max_chain_depth",
+    ] {
+        assert_eq!(find(&errors, key).file, fx.config_path());
+    }
+    assert_eq!(errors.len(), 8, "{errors}");
+
+    let edges = "[server.limits]\nmax_header_bytes = 1048576\nmax_header_count = 1\n";
+    let snap = fx.snapshot(&minimal(edges, "", "max_chain_depth = 1"));
+    assert_eq!(snap.server.limits.max_header_bytes, 1_048_576);
+    assert_eq!(snap.server.limits.max_header_count, 1);
+    assert_eq!(snap.sites[0].mtls.max_chain_depth, 1);
+}
+
+#[test]
+fn unknown_forward_header_and_mode() {
+    let fx = Fixture::new();
+    let errors = fx.errors(
+        &minimal("", "", "forward_headers = [\"subject\", \"cookie\"]")
+            .replace("\"required\"", "\"always\""),
+    );
+    find(&errors, "site[0].mtls.forward_headers[1]");
+    find(&errors, "site[0].mtls.mode");
+    assert_eq!(errors.len(), 2, "{errors}");
+}
+
+#[test]
+fn duplicate_site_names_and_server_names() {
+    let fx = Fixture::new();
+    let toml = EXAMPLE
+        .replace("name = \"fallback\"", "name = \"example\"")
+        .replace("default = true\n", "server_names = [\"LOCALHOST\", \"ok.test\", \"ok.test\"]\n");
+    let errors = fx.errors(&toml);
+    let e = find(&errors, "site[1].name");
+    assert_eq!(e.file, fx.config_path());
+    assert!(e.reason.contains("site[0]"), "{}", e.reason);
+    let e = find(&errors, "site[1].server_names[0]");
+    assert!(e.reason.contains("site[0]"), "{}", e.reason);
+    find(&errors, "site[1].server_names[2]");
+    assert_eq!(errors.len(), 3, "{errors}");
+}
+
+#[test]
+fn more_than_one_default() {
+    let fx = Fixture::new();
+    let toml = EXAMPLE.replace("name = \"example\"\n", "name = \"example\"\ndefault = true\n");
+    let errors = fx.errors(&toml);
+    let e = find(&errors, "site[1].default");
+    assert_eq!(e.file, fx.config_path());
+    assert_eq!(errors.len(), 1, "{errors}");
+}
+
+#[test]
+fn non_default_site_needs_server_names() {
+    let fx = Fixture::new();
+    let toml = EXAMPLE.replace("server_names = [\"Localhost\", \"*.example.com\"]\n", "");
+    let errors = fx.errors(&toml);
+    find(&errors, "site[0].server_names");
+    let errors = fx.errors(&EXAMPLE.replace("\"*.example.com\"", "\"a.*.example.com\""));
+    find(&errors, "site[0].server_names[1]");
+}
+
+#[test]
+fn no_sites_is_an_error() {
+    let fx = Fixture::new();
+    let errors = fx.errors("[server]\nlisten = [\"127.0.0.1:0\"]\n");
+    assert_eq!(find(&errors, "site").file, fx.config_path());
+}
+
+#[test]
+fn all_problems_are_collected() {
+    let fx = Fixture::new();
+    let toml = EXAMPLE
+        .replace("\"127.0.0.1:8443\"", "\"nonsense\"")
+        .replace("certs/server.key", "certs/missing.key")
+        .replace("http://127.0.0.1:8080/", "ftp://x")
+        .replace("max_header_count = 50", "max_header_count = 0");
+    let errors = fx.errors(&toml);
+    for key in [
+        "server.listen[0]",
+        "server.limits.max_header_count",
+        "site[0].private_key",
+        "site[1].private_key",
+        "site[0].origin",
+    ] {
+        find(&errors, key);
+    }
+    assert_eq!(find(&errors, "site[1].private_key").file, fx.path("certs/missing.key"));
+    assert_eq!(errors.len(), 5, "{errors}");
+}
+
+#[test]
+fn relative_paths_use_config_directory_and_absolute_paths_stay() {
+    let fx = Fixture::new();
+    let nested = fx.path("etc/portcullis.toml");
+    let absolute_key = fx.path("certs/server.key");
+    let toml = minimal("", "", "")
+        .replace("certs/server.pem", "../certs/server.pem")
+        .replace("certs/ca.pem", "../certs/ca.pem")
+        .replace("certs/server.key", &absolute_key.display().to_string());
+    let snap = parse_str(&toml, &nested).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(snap.sites[0].certificate_path, Path::new(&fx.path("etc")).join("../certs/server.pem"));
+    assert_eq!(snap.sites[0].private_key_path, absolute_key);
+    assert_eq!(snap.source, nested);
+}

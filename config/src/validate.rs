@@ -1,0 +1,445 @@
+//! Validation of the raw model and assembly of the [`Snapshot`].
+//!
+//! Every check records its problem in a [`Collector`] and carries on, so a
+//! single load reports all problems at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::duration::parse_duration;
+use crate::error::{Collector, ConfigErrors};
+use crate::load::{load_certificate_chain, load_private_key, load_trust_store};
+use crate::model::{RawConfig, RawLimits, RawMtls, RawServer, RawSite, RawTimeouts};
+use crate::origin::load_origin;
+use crate::sni::{normalize_server_name, SniIndex};
+use crate::snapshot::{
+    ForwardHeaders, Limits, MtlsMode, MtlsSettings, ServerSettings, SiteSnapshot, Snapshot,
+    Timeouts,
+};
+
+/// Default and bounds of `max_chain_depth`.
+const MAX_CHAIN_DEPTH: u8 = 4;
+
+/// Validates `raw` (read from `path`) and loads every referenced file.
+pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let mut c = Collector::new(path);
+    let base_dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+
+    let server = validate_server(&raw.server, &mut c);
+
+    if raw.site.is_empty() {
+        c.config("site", "at least one [[site]] is required");
+    }
+    let default_site = choose_default(&raw.site, &mut c);
+    check_site_names(&raw.site, &mut c);
+    let sni = build_sni_index(&raw.site, default_site, &mut c);
+
+    let sites: Vec<Option<SiteSnapshot>> = raw
+        .site
+        .iter()
+        .enumerate()
+        .map(|(index, site)| validate_site(site, index, index == default_site, &base_dir, &mut c))
+        .collect();
+
+    if !c.is_empty() {
+        return Err(c.into_errors());
+    }
+    let sites = sites.into_iter().flatten().map(Arc::new).collect::<Vec<_>>();
+    if sites.len() != raw.site.len() || sites.is_empty() {
+        // Unreachable: every `None` site recorded an error above.
+        c.config("site", "internal error: site failed to load without a reported reason");
+        return Err(c.into_errors());
+    }
+    Ok(Snapshot {
+        source: path.to_path_buf(),
+        server,
+        sites,
+        default_site,
+        sni,
+    })
+}
+
+fn validate_server(raw: &RawServer, c: &mut Collector<'_>) -> ServerSettings {
+    if raw.listen.is_empty() {
+        c.config("server.listen", "at least one listen address is required");
+    }
+    let mut listen = Vec::with_capacity(raw.listen.len());
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    for (i, text) in raw.listen.iter().enumerate() {
+        let key = format!("server.listen[{i}]");
+        match text.trim().parse::<SocketAddr>() {
+            Ok(addr) => {
+                if addr.port() != 0 {
+                    if let Some(first) = seen.insert(addr, i) {
+                        c.config(
+                            key,
+                            format!("duplicate listen address {addr} (also server.listen[{first}])"),
+                        );
+                        continue;
+                    }
+                }
+                listen.push(addr);
+            }
+            Err(e) => c.config(
+                key,
+                format!("invalid socket address {text:?} (expected IP:port, e.g. \"127.0.0.1:8443\" or \"[::1]:8443\"): {e}"),
+            ),
+        }
+    }
+
+    let workers = match raw.workers {
+        None | Some(0) => default_workers(),
+        Some(n) => match usize::try_from(n) {
+            Ok(n) => n,
+            Err(_) => {
+                c.config("server.workers", format!("must be >= 0, got {n}"));
+                1
+            }
+        },
+    };
+
+    let cpu_affinity = raw.cpu_affinity.as_ref().map(|cpus| {
+        if cpus.is_empty() {
+            c.config(
+                "server.cpu_affinity",
+                "must list at least one CPU (omit the key to disable pinning)",
+            );
+        }
+        cpus.iter()
+            .enumerate()
+            .filter_map(|(i, &cpu)| match usize::try_from(cpu) {
+                Ok(cpu) => Some(cpu),
+                Err(_) => {
+                    c.config(
+                        format!("server.cpu_affinity[{i}]"),
+                        format!("CPU id must be >= 0, got {cpu}"),
+                    );
+                    None
+                }
+            })
+            .collect()
+    });
+
+    ServerSettings {
+        listen,
+        workers,
+        cpu_affinity,
+        timeouts: validate_timeouts(&raw.timeouts, c),
+        limits: validate_limits(&raw.limits, c),
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn validate_timeouts(raw: &RawTimeouts, c: &mut Collector<'_>) -> Timeouts {
+    let defaults = Timeouts::default();
+    let mut field = |name: &str, value: &Option<String>, default: Duration, allow_zero: bool| {
+        let Some(text) = value else {
+            return default;
+        };
+        let key = format!("server.timeouts.{name}");
+        match parse_duration(text) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                c.config(key, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(reason) => {
+                c.config(key, reason);
+                default
+            }
+        }
+    };
+    Timeouts {
+        handshake: field("handshake", &raw.handshake, defaults.handshake, false),
+        header_read: field("header_read", &raw.header_read, defaults.header_read, false),
+        idle_keepalive: field(
+            "idle_keepalive",
+            &raw.idle_keepalive,
+            defaults.idle_keepalive,
+            false,
+        ),
+        origin_connect: field(
+            "origin_connect",
+            &raw.origin_connect,
+            defaults.origin_connect,
+            false,
+        ),
+        origin_response: field(
+            "origin_response",
+            &raw.origin_response,
+            defaults.origin_response,
+            false,
+        ),
+        drain: field("drain", &raw.drain, defaults.drain, true),
+    }
+}
+
+fn validate_limits(raw: &RawLimits, c: &mut Collector<'_>) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        max_header_bytes: ranged(
+            c,
+            "server.limits.max_header_bytes",
+            raw.max_header_bytes,
+            1024,
+            Some(1_048_576),
+            defaults.max_header_bytes,
+        ),
+        max_header_count: ranged(
+            c,
+            "server.limits.max_header_count",
+            raw.max_header_count,
+            1,
+            Some(1000),
+            defaults.max_header_count,
+        ),
+        max_connections_per_worker: ranged(
+            c,
+            "server.limits.max_connections_per_worker",
+            raw.max_connections_per_worker,
+            1,
+            None,
+            defaults.max_connections_per_worker,
+        ),
+    }
+}
+
+/// Checks `min <= value <= max`; returns `default` when absent or invalid.
+fn ranged(
+    c: &mut Collector<'_>,
+    key: &str,
+    value: Option<i64>,
+    min: i64,
+    max: Option<i64>,
+    default: usize,
+) -> usize {
+    let Some(value) = value else {
+        return default;
+    };
+    let in_range = value >= min && max.is_none_or(|max| value <= max);
+    match usize::try_from(value) {
+        Ok(v) if in_range => v,
+        _ => {
+            let range = match max {
+                Some(max) => format!("{min}..={max}"),
+                None => format!(">= {min}"),
+            };
+            c.config(key, format!("must be in range {range}, got {value}"));
+            default
+        }
+    }
+}
+
+/// The default site: the one with `default = true`, else the first.
+fn choose_default(sites: &[RawSite], c: &mut Collector<'_>) -> usize {
+    let mut marked = sites.iter().enumerate().filter(|(_, s)| s.default).map(|(i, _)| i);
+    let first = marked.next();
+    if let Some(first) = first {
+        for extra in marked {
+            c.config(
+                format!("site[{extra}].default"),
+                format!("more than one site is marked default (also site[{first}])"),
+            );
+        }
+    }
+    first.unwrap_or(0)
+}
+
+fn check_site_names(sites: &[RawSite], c: &mut Collector<'_>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, site) in sites.iter().enumerate() {
+        let key = format!("site[{i}].name");
+        let name = site.name.trim();
+        if name.is_empty() {
+            c.config(key, "must not be empty");
+        } else if let Some(first) = seen.insert(name, i) {
+            c.config(
+                key,
+                format!("duplicate site name {name:?} (also site[{first}].name)"),
+            );
+        }
+    }
+}
+
+fn build_sni_index(sites: &[RawSite], default_site: usize, c: &mut Collector<'_>) -> SniIndex {
+    let mut index = SniIndex::default();
+    for (i, site) in sites.iter().enumerate() {
+        if site.server_names.is_empty() && i != default_site {
+            c.config(
+                format!("site[{i}].server_names"),
+                "at least one server name is required unless the site is the default",
+            );
+        }
+        for (j, raw) in site.server_names.iter().enumerate() {
+            let key = format!("site[{i}].server_names[{j}]");
+            match normalize_server_name(raw) {
+                Ok(name) => {
+                    if let Some(owner) = index.insert(&name, i) {
+                        let other = if owner == i {
+                            "listed twice in this site".to_owned()
+                        } else {
+                            format!("also used by site[{owner}]")
+                        };
+                        c.config(key, format!("duplicate server name {name:?} ({other})"));
+                    }
+                }
+                Err(reason) => c.config(key, reason),
+            }
+        }
+    }
+    index
+}
+
+/// Resolves a configured file path relative to the config directory.
+fn resolve_path(
+    base_dir: &Path,
+    value: &str,
+    key: &str,
+    c: &mut Collector<'_>,
+) -> Option<PathBuf> {
+    if value.trim().is_empty() {
+        c.config(key, "path must not be empty");
+        return None;
+    }
+    Some(base_dir.join(value))
+}
+
+fn validate_site(
+    raw: &RawSite,
+    index: usize,
+    is_default: bool,
+    base_dir: &Path,
+    c: &mut Collector<'_>,
+) -> Option<SiteSnapshot> {
+    let prefix = format!("site[{index}]");
+
+    let cert_key = format!("{prefix}.certificate");
+    let certificate_path = resolve_path(base_dir, &raw.certificate, &cert_key, c);
+    let certificate_chain = certificate_path.as_ref().and_then(|p| {
+        load_certificate_chain(p, &cert_key)
+            .map_err(|errors| errors.into_iter().for_each(|e| c.push(e)))
+            .ok()
+    });
+
+    let key_key = format!("{prefix}.private_key");
+    let private_key_path = resolve_path(base_dir, &raw.private_key, &key_key, c);
+    let private_key = private_key_path
+        .as_ref()
+        .and_then(|p| load_private_key(p, &key_key).map_err(|e| c.push(e)).ok());
+
+    let origin = load_origin(raw.origin.trim())
+        .map_err(|reason| c.config(format!("{prefix}.origin"), reason))
+        .ok();
+
+    let mtls = validate_mtls(&raw.mtls, &prefix, base_dir, c);
+
+    let server_names = raw
+        .server_names
+        .iter()
+        .filter_map(|n| normalize_server_name(n).ok())
+        .collect();
+
+    Some(SiteSnapshot {
+        index,
+        name: raw.name.trim().to_owned(),
+        key_prefix: prefix,
+        server_names,
+        is_default,
+        certificate_path: certificate_path?,
+        certificate_chain: certificate_chain?,
+        private_key_path: private_key_path?,
+        private_key: private_key?,
+        origin: origin?,
+        mtls: mtls?,
+    })
+}
+
+fn validate_mtls(
+    raw: &RawMtls,
+    prefix: &str,
+    base_dir: &Path,
+    c: &mut Collector<'_>,
+) -> Option<MtlsSettings> {
+    let mode = MtlsMode::parse(raw.mode.trim());
+    if mode.is_none() {
+        c.config(
+            format!("{prefix}.mtls.mode"),
+            format!(
+                "unknown mode {:?} (expected \"required\", \"optional\" or \"passthrough\")",
+                raw.mode
+            ),
+        );
+    }
+
+    let store_key = format!("{prefix}.mtls.trust_store");
+    let (trust_store_path, trust_store) = match &raw.trust_store {
+        Some(value) => {
+            let path = resolve_path(base_dir, value, &store_key, c);
+            let anchors = path.as_ref().and_then(|p| {
+                load_trust_store(p, &store_key)
+                    .map_err(|errors| errors.into_iter().for_each(|e| c.push(e)))
+                    .ok()
+            });
+            (path, anchors)
+        }
+        None => {
+            if let Some(mode @ (MtlsMode::Required | MtlsMode::Optional)) = mode {
+                c.config(
+                    store_key,
+                    format!("a trust store is required when mode is \"{mode}\""),
+                );
+            }
+            (None, Some(Vec::new()))
+        }
+    };
+
+    let depth_key = format!("{prefix}.mtls.max_chain_depth");
+    let max_chain_depth = match raw.max_chain_depth {
+        None => Some(MAX_CHAIN_DEPTH),
+        Some(d) => match u8::try_from(d) {
+            Ok(d) if (1..=MAX_CHAIN_DEPTH).contains(&d) => Some(d),
+            _ => {
+                c.config(depth_key, format!("must be in range 1..={MAX_CHAIN_DEPTH}, got {d}"));
+                None
+            }
+        },
+    };
+
+    let forward = match &raw.forward_headers {
+        None => ForwardHeaders::default(),
+        Some(names) => {
+            let mut forward = ForwardHeaders::NONE;
+            for (j, name) in names.iter().enumerate() {
+                if !forward.enable(name.trim()) {
+                    c.config(
+                        format!("{prefix}.mtls.forward_headers[{j}]"),
+                        format!(
+                            "unknown header {name:?} (expected one of {})",
+                            ForwardHeaders::NAMES.join(", ")
+                        ),
+                    );
+                }
+            }
+            forward
+        }
+    };
+
+    Some(MtlsSettings {
+        mode: mode?,
+        trust_store_path,
+        trust_store: trust_store?,
+        ignore_expiration: raw.ignore_expiration,
+        advertise_ca_names: raw.advertise_ca_names,
+        max_chain_depth: max_chain_depth?,
+        forward,
+    })
+}

@@ -1,0 +1,130 @@
+//! Per-worker pools of keep-alive connections to origins.
+//!
+//! A worker is one thread, so its pool is a plain `RefCell` map: no locks. Idle connections
+//! older than the pool's idle limit are dropped instead of reused, and each origin keeps at
+//! most a bounded number of idle connections.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+/// An origin connection taken from the pool or newly opened.
+#[derive(Debug)]
+pub struct OriginConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Whether it was reused from the pool (it may have been closed by the origin meanwhile).
+    pub reused: bool,
+    addr: SocketAddr,
+}
+
+impl OriginConn {
+    /// The origin address this connection goes to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Why no origin connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Every address refused or failed.
+    #[error("origin unreachable: {0}")]
+    Unreachable(io::Error),
+    /// The connect time-out passed.
+    #[error("origin connect timed out")]
+    TimedOut,
+}
+
+/// Idle origin connections of one worker, by origin address.
+#[derive(Debug)]
+pub struct OriginPool {
+    idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    max_idle_per_origin: usize,
+    idle_limit: Duration,
+}
+
+impl OriginPool {
+    /// A pool keeping at most `max_idle_per_origin` idle connections per origin, each for at
+    /// most `idle_limit`.
+    pub fn new(max_idle_per_origin: usize, idle_limit: Duration) -> Self {
+        Self {
+            idle: RefCell::new(HashMap::new()),
+            max_idle_per_origin,
+            idle_limit,
+        }
+    }
+
+    /// A connection to the first reachable of `addrs`: a pooled one if a fresh enough one is
+    /// idle, else a new one (each attempt bounded by `connect_timeout`).
+    pub async fn get(
+        &self,
+        addrs: &[SocketAddr],
+        connect_timeout: Duration,
+    ) -> Result<OriginConn, ConnectError> {
+        if let Some(conn) = self.take_idle(addrs) {
+            return Ok(conn);
+        }
+        Self::connect(addrs, connect_timeout).await
+    }
+
+    /// A new connection, never a pooled one.
+    pub async fn connect(
+        addrs: &[SocketAddr],
+        connect_timeout: Duration,
+    ) -> Result<OriginConn, ConnectError> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no origin address");
+        for &addr in addrs {
+            match monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(OriginConn {
+                        stream,
+                        reused: false,
+                        addr,
+                    });
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => return Err(ConnectError::TimedOut),
+            }
+        }
+        Err(ConnectError::Unreachable(last))
+    }
+
+    /// Returns a connection whose last response was complete and kept alive.
+    pub fn put(&self, conn: OriginConn) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(conn.addr).or_default();
+        if list.len() < self.max_idle_per_origin {
+            list.push((conn.stream, Instant::now()));
+        }
+    }
+
+    /// Number of idle connections held for `addr`.
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.borrow().get(&addr).map_or(0, Vec::len)
+    }
+
+    fn take_idle(&self, addrs: &[SocketAddr]) -> Option<OriginConn> {
+        let mut idle = self.idle.borrow_mut();
+        for &addr in addrs {
+            let Some(list) = idle.get_mut(&addr) else {
+                continue;
+            };
+            while let Some((stream, since)) = list.pop() {
+                if since.elapsed() < self.idle_limit {
+                    return Some(OriginConn {
+                        stream,
+                        reused: true,
+                        addr,
+                    });
+                }
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,536 @@
+//! HTTP/1.1 reverse proxying of one client connection to its site's origin.
+//!
+//! Requests are handled strictly in order (pipelined requests wait in the client buffer).
+//! Bodies stream both ways through fixed buffers, never buffered whole. The viewer-cert header
+//! block was rendered once for the connection and is appended to every request; client copies
+//! of those headers are dropped by the request rewriter.
+
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use portcullis_config::{Origin, ServerSettings};
+
+use crate::http::{self, BodyFraming, ChunkedDecoder, HttpError, RequestHead};
+use crate::origin_pool::{ConnectError, OriginConn, OriginPool};
+use crate::shutdown::Shutdown;
+use crate::tls::TlsStream;
+
+/// Size of the buffers that carry bodies and response heads.
+const BODY_BUFFER: usize = 64 * 1024;
+/// Interim response sent when a client waits for permission to send its body.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Everything a connection's requests need besides the TLS stream.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    /// Time-outs and limits.
+    pub server: &'a ServerSettings,
+    /// Where the site's requests go.
+    pub origin: &'a Origin,
+    /// The viewer's address, for X-Forwarded-For.
+    pub client_ip: IpAddr,
+    /// The CloudFront-Viewer-Cert-* block of this connection.
+    pub viewer_headers: &'a [u8],
+    /// The worker's origin connections.
+    pub pool: &'a OriginPool,
+    /// The worker's shutdown notification.
+    pub shutdown: &'a Shutdown,
+}
+
+/// Whether the client connection can carry another request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves requests from `tls` until the client closes, an error ends the connection, or
+/// shutdown catches it idle.
+pub async fn serve<T>(tls: &mut TlsStream<T>, x: &Exchange<'_>) -> io::Result<()>
+where
+    T: AsyncReadRent + AsyncWriteRent,
+{
+    let mut buffers = Buffers::new(x.server.limits.max_header_bytes);
+    let mut first = true;
+    loop {
+        let head = match read_request_head(tls, &mut buffers.client, x, first).await? {
+            HeadOutcome::Head(head) => head,
+            HeadOutcome::Closed => return Ok(()),
+            HeadOutcome::Refuse(status) => {
+                tls.write_all(http::error_response(status)).await?;
+                return Ok(());
+            }
+        };
+        first = false;
+        if forward(tls, &head, x, &mut buffers).await? == Next::Close {
+            return Ok(());
+        }
+    }
+}
+
+/// The buffers of one connection, reused by all its requests.
+struct Buffers {
+    client: ClientBuffer,
+    head: Vec<u8>,
+    body: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Buffers {
+    fn new(max_header_bytes: usize) -> Self {
+        Self {
+            client: ClientBuffer::new(max_header_bytes),
+            head: Vec::with_capacity(2048),
+            body: vec![0; BODY_BUFFER],
+            response: Vec::with_capacity(BODY_BUFFER),
+        }
+    }
+}
+
+/// Bytes read from the client and not yet consumed: the next request head, or the start of
+/// a pipelined request that arrived with the previous body.
+struct ClientBuffer {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ClientBuffer {
+    fn new(capacity: usize) -> Self {
+        Self {
+            buf: vec![0; capacity],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n.min(self.end - self.start);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Free space at the end, after moving unconsumed bytes to the front if needed.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Keeps bytes that arrived after a request body (pipelining).
+    fn append(&mut self, bytes: &[u8]) {
+        if self.buf.len() - self.end < bytes.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end < bytes.len() {
+                self.buf.resize(self.end + bytes.len(), 0);
+            }
+        }
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+}
+
+enum HeadOutcome {
+    Head(RequestHead),
+    Closed,
+    Refuse(u16),
+}
+
+async fn read_request_head<T>(
+    tls: &mut TlsStream<T>,
+    client: &mut ClientBuffer,
+    x: &Exchange<'_>,
+    first: bool,
+) -> io::Result<HeadOutcome>
+where
+    T: AsyncReadRent + AsyncWriteRent,
+{
+    let limits = &x.server.limits;
+    let timeouts = &x.server.timeouts;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !client.is_empty() {
+            match http::parse_request_head(client.data(), limits.max_header_count) {
+                Ok(Some(head)) => return Ok(HeadOutcome::Head(head)),
+                Ok(None) if client.data().len() >= limits.max_header_bytes => {
+                    return Ok(HeadOutcome::Refuse(431))
+                }
+                Ok(None) => {}
+                Err(e) => return Ok(HeadOutcome::Refuse(e.status())),
+            }
+        }
+        let idle = client.is_empty();
+        let wait = if idle {
+            if x.shutdown.is_fired() {
+                return Ok(HeadOutcome::Closed);
+            }
+            if first {
+                timeouts.header_read
+            } else {
+                timeouts.idle_keepalive
+            }
+        } else {
+            let at = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header_read);
+            at.saturating_duration_since(Instant::now())
+        };
+        let spare = client.spare();
+        let read = if idle {
+            monoio::select! {
+                r = monoio::time::timeout(wait, tls.read(spare)) => r,
+                _ = x.shutdown.wait() => return Ok(HeadOutcome::Closed),
+            }
+        } else {
+            monoio::time::timeout(wait, tls.read(spare)).await
+        };
+        match read {
+            Ok(Ok(0)) => return Ok(HeadOutcome::Closed),
+            Ok(Ok(n)) => client.end += n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) if idle => return Ok(HeadOutcome::Closed),
+            Err(_) => return Ok(HeadOutcome::Refuse(408)),
+        }
+    }
+}
+
+/// How much of a body is still to come.
+enum BodyState {
+    Done,
+    Remaining(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+impl BodyState {
+    fn new(framing: BodyFraming) -> Self {
+        match framing {
+            BodyFraming::None | BodyFraming::ContentLength(0) => Self::Done,
+            BodyFraming::ContentLength(n) => Self::Remaining(n),
+            BodyFraming::Chunked => Self::Chunked(ChunkedDecoder::new()),
+            BodyFraming::UntilClose => Self::UntilClose,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self, Self::Done)
+    }
+
+    /// How many of `data`'s leading bytes belong to the body.
+    fn take(&mut self, data: &[u8]) -> Result<usize, HttpError> {
+        let taken = match self {
+            Self::Done => 0,
+            Self::Remaining(n) => {
+                let t = data.len().min(usize::try_from(*n).unwrap_or(usize::MAX));
+                *n -= t as u64;
+                if *n == 0 {
+                    *self = Self::Done;
+                }
+                t
+            }
+            Self::Chunked(decoder) => {
+                let (used, complete) = decoder.advance(data)?;
+                if complete {
+                    *self = Self::Done;
+                }
+                used
+            }
+            Self::UntilClose => data.len(),
+        };
+        Ok(taken)
+    }
+
+    /// How much to read next so that no byte past the body is read when its length is known.
+    fn read_limit(&self, capacity: usize) -> usize {
+        match self {
+            Self::Remaining(n) => capacity.min(usize::try_from(*n).unwrap_or(usize::MAX)),
+            _ => capacity,
+        }
+    }
+}
+
+/// Why the exchange with the origin failed, before anything was sent to the client.
+enum OriginFailure {
+    /// Nothing came back from a reused connection: safe to try once more on a new one.
+    Retry,
+    /// Answer the client with this status and close.
+    Status(u16),
+}
+
+/// Forwards one request and its response.
+async fn forward<T>(
+    tls: &mut TlsStream<T>,
+    head: &RequestHead,
+    x: &Exchange<'_>,
+    bufs: &mut Buffers,
+) -> io::Result<Next>
+where
+    T: AsyncReadRent + AsyncWriteRent,
+{
+    bufs.head.clear();
+    http::write_origin_request(
+        head,
+        bufs.client.data(),
+        x.client_ip,
+        x.viewer_headers,
+        &mut bufs.head,
+    );
+    bufs.client.consume(head.header_len);
+    let mut request_body = BodyState::new(head.framing);
+    let buffered = match request_body.take(bufs.client.data()) {
+        Ok(n) => n,
+        Err(e) => return refuse(tls, e.status()).await,
+    };
+    bufs.head
+        .extend_from_slice(&bufs.client.data()[..buffered]);
+    bufs.client.consume(buffered);
+    if head.expect_continue && !request_body.is_done() {
+        tls.write_all(CONTINUE).await?;
+    }
+    // The whole request is in `bufs.head` when the body was empty or already buffered: only
+    // then can it be sent again after a reused origin connection turned out to be closed.
+    let replayable = request_body.is_done();
+    let timeouts = &x.server.timeouts;
+    let mut fresh = false;
+    let (mut origin, response) = loop {
+        let connected = if fresh {
+            OriginPool::connect(&x.origin.addrs, timeouts.origin_connect).await
+        } else {
+            x.pool.get(&x.origin.addrs, timeouts.origin_connect).await
+        };
+        let mut origin = match connected {
+            Ok(conn) => conn,
+            Err(ConnectError::TimedOut) => return refuse(tls, 504).await,
+            Err(ConnectError::Unreachable(e)) => {
+                tracing::debug!(error = %e, "origin unreachable");
+                return refuse(tls, 502).await;
+            }
+        };
+        let may_retry = origin.reused && replayable && !fresh;
+        match send_request(tls, &mut origin, &mut request_body, x, bufs, may_retry).await? {
+            Ok(()) => {}
+            Err(OriginFailure::Retry) => {
+                fresh = true;
+                continue;
+            }
+            Err(OriginFailure::Status(status)) => return refuse(tls, status).await,
+        }
+        match read_response_head(tls, &mut origin, head, x, bufs, may_retry).await? {
+            Ok(response) => break (origin, response),
+            Err(OriginFailure::Retry) => fresh = true,
+            Err(OriginFailure::Status(status)) => return refuse(tls, status).await,
+        }
+    };
+
+    let client_keep_alive = head.keep_alive
+        && !x.shutdown.is_fired()
+        && !matches!(response.framing, BodyFraming::UntilClose);
+    bufs.head.clear();
+    http::write_client_response_head(&response, &bufs.response, client_keep_alive, &mut bufs.head);
+    tls.write_all(&bufs.head).await?;
+    bufs.response.drain(..response.header_len);
+
+    let mut response_body = BodyState::new(response.framing);
+    let mut surplus = false;
+    loop {
+        let taken = match response_body.take(&bufs.response) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "origin sent a malformed body");
+                return Ok(Next::Close);
+            }
+        };
+        tls.write_all(&bufs.response[..taken]).await?;
+        surplus |= taken < bufs.response.len();
+        if response_body.is_done() {
+            break;
+        }
+        bufs.response.clear();
+        let limit = response_body.read_limit(BODY_BUFFER);
+        let buf = std::mem::take(&mut bufs.response).slice_mut(0..limit);
+        match monoio::time::timeout(timeouts.origin_response, origin.stream.read(buf)).await {
+            Ok((Ok(0), buf)) => {
+                bufs.response = buf.into_inner();
+                if matches!(response_body, BodyState::UntilClose) {
+                    return Ok(Next::Close);
+                }
+                tracing::debug!("origin closed in the middle of a response body");
+                return Ok(Next::Close);
+            }
+            Ok((Ok(_), buf)) => bufs.response = buf.into_inner(),
+            Ok((Err(e), _)) => {
+                tracing::debug!(error = %e, "origin read failed mid-body");
+                bufs.response = Vec::with_capacity(BODY_BUFFER);
+                return Ok(Next::Close);
+            }
+            Err(_) => {
+                tracing::debug!("origin timed out mid-body");
+                bufs.response = Vec::with_capacity(BODY_BUFFER);
+                return Ok(Next::Close);
+            }
+        }
+    }
+    if response.origin_keep_alive && !surplus {
+        x.pool.put(origin);
+    }
+    Ok(if client_keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// Sends the request head (with any buffered body) and streams the rest of the body.
+async fn send_request<T>(
+    tls: &mut TlsStream<T>,
+    origin: &mut OriginConn,
+    body: &mut BodyState,
+    x: &Exchange<'_>,
+    bufs: &mut Buffers,
+    may_retry: bool,
+) -> io::Result<Result<(), OriginFailure>>
+where
+    T: AsyncReadRent + AsyncWriteRent,
+{
+    let (sent, head) = origin.stream.write_all(std::mem::take(&mut bufs.head)).await;
+    bufs.head = head;
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "writing to origin failed");
+        return Ok(Err(if may_retry {
+            OriginFailure::Retry
+        } else {
+            OriginFailure::Status(502)
+        }));
+    }
+    let read_timeout = x.server.timeouts.header_read;
+    while !body.is_done() {
+        let limit = body.read_limit(bufs.body.len());
+        let n = match monoio::time::timeout(read_timeout, tls.read(&mut bufs.body[..limit])).await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed during the request body",
+                ))
+            }
+            Ok(Ok(n)) => n,
+            Err(_) => return Ok(Err(OriginFailure::Status(408))),
+        };
+        let taken = match body.take(&bufs.body[..n]) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(OriginFailure::Status(e.status()))),
+        };
+        if taken < n {
+            bufs.client.append(&bufs.body[taken..n]);
+        }
+        let chunk = std::mem::take(&mut bufs.body).slice(0..taken);
+        let (sent, chunk) = origin.stream.write_all(chunk).await;
+        bufs.body = chunk.into_inner();
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "streaming the request body to the origin failed");
+            return Ok(Err(OriginFailure::Status(502)));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Reads the origin's final response head into `bufs.response`, relaying interim (1xx)
+/// responses to the client.
+async fn read_response_head<T>(
+    tls: &mut TlsStream<T>,
+    origin: &mut OriginConn,
+    request: &RequestHead,
+    x: &Exchange<'_>,
+    bufs: &mut Buffers,
+    may_retry: bool,
+) -> io::Result<Result<http::ResponseHead, OriginFailure>>
+where
+    T: AsyncReadRent + AsyncWriteRent,
+{
+    let deadline = Instant::now() + x.server.timeouts.origin_response;
+    bufs.response.clear();
+    let mut received_any = false;
+    loop {
+        if !bufs.response.is_empty() {
+            match http::parse_response_head(&bufs.response, request.is_head()) {
+                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    tls.write_all(&bufs.response[..head.header_len]).await?;
+                    bufs.response.drain(..head.header_len);
+                    continue;
+                }
+                Ok(Some(head)) if head.status == 101 => return Ok(Err(OriginFailure::Status(502))),
+                Ok(Some(head)) => return Ok(Ok(head)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "origin sent a malformed response head");
+                    return Ok(Err(OriginFailure::Status(502)));
+                }
+            }
+        }
+        let len = bufs.response.len();
+        if len == bufs.response.capacity() {
+            if len >= BODY_BUFFER {
+                tracing::debug!("origin response head too large");
+                return Ok(Err(OriginFailure::Status(502)));
+            }
+            bufs.response.reserve(BODY_BUFFER - len);
+        }
+        let cap = bufs.response.capacity();
+        let buf = std::mem::take(&mut bufs.response).slice_mut(len..cap);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(wait.max(Duration::from_millis(1)), origin.stream.read(buf))
+            .await
+        {
+            Ok((Ok(0), buf)) => {
+                bufs.response = buf.into_inner();
+                return Ok(Err(if may_retry && !received_any {
+                    OriginFailure::Retry
+                } else {
+                    OriginFailure::Status(502)
+                }));
+            }
+            Ok((Ok(_), buf)) => {
+                bufs.response = buf.into_inner();
+                received_any = true;
+            }
+            Ok((Err(e), buf)) => {
+                bufs.response = buf.into_inner();
+                tracing::debug!(error = %e, "reading from origin failed");
+                return Ok(Err(if may_retry && !received_any {
+                    OriginFailure::Retry
+                } else {
+                    OriginFailure::Status(502)
+                }));
+            }
+            Err(_) => {
+                bufs.response = Vec::with_capacity(BODY_BUFFER);
+                return Ok(Err(OriginFailure::Status(504)));
+            }
+        }
+    }
+}
+
+/// Answers with an error status; the connection closes after it.
+async fn refuse<T>(tls: &mut TlsStream<T>, status: u16) -> io::Result<Next>
+where
+    T: AsyncReadRent + AsyncWriteRent,
+{
+    tls.write_all(http::error_response(status)).await?;
+    Ok(Next::Close)
+}

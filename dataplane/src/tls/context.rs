@@ -1,0 +1,240 @@
+//! BoringSSL contexts for the configured sites, and SNI-based selection between them.
+//!
+//! Every site gets its own `SslContext` (server chain and key, trust store, client CA names,
+//! session id context, certificate verification callback carrying the site's policy). New
+//! connections start on a front context whose ClientHello callback picks the site by SNI,
+//! switches the connection to the site's context and sets the per-connection verify mode.
+
+use std::sync::{Arc, OnceLock};
+
+use boring::ex_data::Index;
+use boring::pkey::PKey;
+use boring::ssl::{
+    select_next_proto, AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder,
+    SslMethod, SslRef, SslSessionCacheMode, SslVersion,
+};
+use boring::x509::store::X509StoreBuilder;
+use boring::x509::X509;
+use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot};
+
+use super::policy::ViewerPolicy;
+
+/// ALPN protocols offered, in wire format.
+const ALPN_HTTP11: &[u8] = b"\x08http/1.1";
+/// TLS 1.2 suites: forward secret AEADs only (TLS 1.3 suites are BoringSSL's fixed set).
+const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/// One site, ready to terminate TLS.
+pub struct SiteTls {
+    /// The site's configuration.
+    pub config: Arc<SiteSnapshot>,
+    /// The viewer-mTLS policy applied to its handshakes.
+    pub policy: ViewerPolicy,
+    context: SslContext,
+}
+
+impl std::fmt::Debug for SiteTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteTls")
+            .field("site", &self.config.name)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TLS side of a configuration snapshot: what workers use to accept connections.
+pub struct TlsSnapshot {
+    /// The configuration this was built from.
+    pub config: Arc<Snapshot>,
+    sites: Arc<[Arc<SiteTls>]>,
+    front: SslContext,
+}
+
+impl std::fmt::Debug for TlsSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSnapshot")
+            .field("sites", &self.sites)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a connection records the site its ClientHello selected.
+fn site_index() -> Index<Ssl, Arc<SiteTls>> {
+    static INDEX: OnceLock<Index<Ssl, Arc<SiteTls>>> = OnceLock::new();
+    *INDEX.get_or_init(|| {
+        // Allocating an ex-data index only fails when BoringSSL is out of memory at start-up.
+        Ssl::new_ex_index().expect("BoringSSL ex-data index for the site")
+    })
+}
+
+impl TlsSnapshot {
+    /// Builds every site's context. Errors name the file and configuration key at fault.
+    pub fn build(config: Arc<Snapshot>) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut sites = Vec::with_capacity(config.sites.len());
+        for site in &config.sites {
+            match build_site_context(site) {
+                Ok(context) => sites.push(Arc::new(SiteTls {
+                    config: Arc::clone(site),
+                    policy: ViewerPolicy::from_settings(&site.mtls),
+                    context,
+                })),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let sites: Arc<[Arc<SiteTls>]> = sites.into();
+        let default_site = &config.sites[config.default_site];
+        let mut front = site_context_builder(default_site).map_err(ConfigErrors)?;
+        let selector_config = Arc::clone(&config);
+        let selector_sites = Arc::clone(&sites);
+        front.set_select_certificate_callback(move |mut hello| {
+            let sni = hello.servername(NameType::HOST_NAME);
+            let index = selector_config.site_for_sni(sni).index;
+            let site = selector_sites.get(index).ok_or(SelectCertError::ERROR)?;
+            let ssl = hello.ssl_mut();
+            ssl.set_ssl_context(&site.context)
+                .map_err(|_| SelectCertError::ERROR)?;
+            ssl.set_verify(site.policy.verify_mode());
+            ssl.set_ex_data(site_index(), Arc::clone(site));
+            Ok(())
+        });
+        Ok(Self {
+            config,
+            sites,
+            front: front.build(),
+        })
+    }
+
+    /// A new server-side TLS session for an accepted connection.
+    pub fn new_session(&self) -> Result<Ssl, boring::error::ErrorStack> {
+        Ssl::new(&self.front)
+    }
+
+    /// The sites, in configuration order.
+    pub fn sites(&self) -> &[Arc<SiteTls>] {
+        &self.sites
+    }
+
+    /// The site a connection's ClientHello selected (None before the ClientHello was read).
+    pub fn site_of(ssl: &SslRef) -> Option<&Arc<SiteTls>> {
+        ssl.ex_data(site_index())
+    }
+}
+
+fn build_site_context(site: &SiteSnapshot) -> Result<SslContext, Vec<ConfigError>> {
+    site_context_builder(site).map(SslContextBuilder::build)
+}
+
+/// Everything a site's context holds; the front context adds SNI selection on top.
+fn site_context_builder(site: &SiteSnapshot) -> Result<SslContextBuilder, Vec<ConfigError>> {
+    let prefix = &site.key_prefix;
+    let cert_error = |reason: String| ConfigError {
+        file: site.certificate_path.clone(),
+        key: format!("{prefix}.certificate"),
+        reason,
+    };
+    let key_error = |reason: String| ConfigError {
+        file: site.private_key_path.clone(),
+        key: format!("{prefix}.private_key"),
+        reason,
+    };
+    let internal = |what: &str, e: boring::error::ErrorStack| {
+        vec![ConfigError {
+            file: site.certificate_path.clone(),
+            key: prefix.clone(),
+            reason: format!("{what}: {e}"),
+        }]
+    };
+
+    let mut b = SslContext::builder(SslMethod::tls()).map_err(|e| internal("TLS context", e))?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| internal("TLS versions", e))?;
+    b.set_max_proto_version(Some(SslVersion::TLS1_3))
+        .map_err(|e| internal("TLS versions", e))?;
+    b.set_cipher_list(TLS12_CIPHERS)
+        .map_err(|e| internal("cipher suites", e))?;
+    // Tickets (stateless, shared by all workers through the front context) instead of a
+    // locked server-side session cache.
+    b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    let sid_ctx = boring::sha::sha256(format!("{}\0{}", site.index, site.name).as_bytes());
+    b.set_session_id_context(&sid_ctx)
+        .map_err(|e| internal("session id context", e))?;
+    b.set_alpn_select_callback(|_, offered| {
+        select_next_proto(ALPN_HTTP11, offered).ok_or(AlpnError::NOACK)
+    });
+
+    let mut errors = Vec::new();
+    let mut chain = site.certificate_chain.iter();
+    match chain.next().map(|der| X509::from_der(der)) {
+        Some(Ok(leaf)) => {
+            if let Err(e) = b.set_certificate(&leaf) {
+                errors.push(cert_error(format!("certificate not usable: {e}")));
+            }
+        }
+        Some(Err(e)) => errors.push(cert_error(format!("certificate does not parse: {e}"))),
+        None => errors.push(cert_error("no certificate in the file".into())),
+    }
+    for (i, der) in chain.enumerate() {
+        match X509::from_der(der) {
+            Ok(cert) => {
+                if let Err(e) = b.add_extra_chain_cert(cert) {
+                    errors.push(cert_error(format!("chain certificate {}: {e}", i + 1)));
+                }
+            }
+            Err(e) => errors.push(cert_error(format!("chain certificate {}: {e}", i + 1))),
+        }
+    }
+    match PKey::private_key_from_pem(site.private_key.pem()) {
+        Ok(key) => {
+            if let Err(e) = b.set_private_key(&key) {
+                errors.push(key_error(format!("private key not usable: {e}")));
+            } else if errors.is_empty() && b.check_private_key().is_err() {
+                errors.push(key_error(
+                    "private key does not match the certificate".into(),
+                ));
+            }
+        }
+        Err(e) => errors.push(key_error(format!("private key does not parse: {e}"))),
+    }
+
+    let trust_error = |reason: String| ConfigError {
+        file: site
+            .mtls
+            .trust_store_path
+            .clone()
+            .unwrap_or_else(|| site.certificate_path.clone()),
+        key: format!("{prefix}.mtls.trust_store"),
+        reason,
+    };
+    let mut store = X509StoreBuilder::new().map_err(|e| internal("trust store", e))?;
+    for (i, anchor) in site.mtls.trust_store.iter().enumerate() {
+        let cert = match X509::from_der(&anchor.der) {
+            Ok(cert) => cert,
+            Err(e) => {
+                errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
+                continue;
+            }
+        };
+        if site.mtls.advertise_ca_names {
+            if let Err(e) = b.add_client_ca(&cert) {
+                errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
+            }
+        }
+        if let Err(e) = store.add_cert(cert) {
+            errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    b.set_cert_store(store.build());
+    let policy = ViewerPolicy::from_settings(&site.mtls);
+    b.set_verify(policy.verify_mode());
+    b.set_cert_verify_callback(move |ctx| policy.verify(ctx));
+    Ok(b)
+}

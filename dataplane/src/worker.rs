@@ -1,0 +1,195 @@
+//! Thread-per-core workers: one monoio runtime per thread, each with its own SO_REUSEPORT
+//! listeners, origin pool and shutdown notification. Nothing on the accept/handshake/request
+//! path is shared between workers except the configuration snapshot, read through `arc-swap`.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use monoio::net::{ListenerOpts, TcpListener};
+
+use crate::connection;
+use crate::origin_pool::OriginPool;
+use crate::shutdown::Shutdown;
+use crate::tls::TlsSnapshot;
+
+/// Listen backlog of every listener.
+const LISTEN_BACKLOG: i32 = 4096;
+/// io_uring submission queue size.
+const RING_ENTRIES: u32 = 4096;
+/// Idle origin connections kept per origin and worker.
+const MAX_IDLE_ORIGIN_CONNECTIONS: usize = 256;
+/// How long an idle origin connection may wait for reuse.
+const ORIGIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// State shared by all workers.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current configuration and TLS contexts; swapped whole on reload.
+    pub snapshot: ArcSwap<TlsSnapshot>,
+    /// Set once to ask every worker to stop accepting and drain.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What one worker owns.
+#[derive(Debug)]
+pub struct Worker {
+    /// The worker's number, from 0.
+    pub id: usize,
+    /// State shared with the other workers.
+    pub shared: Arc<Shared>,
+    /// Fires when the worker begins to drain.
+    pub shutdown: Rc<Shutdown>,
+    /// The worker's keep-alive origin connections.
+    pub pool: OriginPool,
+    active: Cell<usize>,
+}
+
+impl Worker {
+    /// Connections currently open on this worker.
+    pub fn active_connections(&self) -> usize {
+        self.active.get()
+    }
+}
+
+/// Counts a connection as active for as long as it lives.
+#[derive(Debug)]
+pub struct ActiveGuard(Rc<Worker>);
+
+impl ActiveGuard {
+    /// Registers one more active connection on `worker`.
+    pub fn new(worker: Rc<Worker>) -> Self {
+        worker.active.set(worker.active.get() + 1);
+        Self(worker)
+    }
+
+    /// The worker the connection runs on.
+    pub fn worker(&self) -> &Rc<Worker> {
+        &self.0
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}
+
+/// Runs worker `id` on the current thread until shutdown has drained. `ready` receives
+/// `Ok(())` once its listeners are bound, or the reason they could not be.
+pub fn run(
+    id: usize,
+    shared: Arc<Shared>,
+    listen: Vec<SocketAddr>,
+    cpu: Option<usize>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    if let Some(cpu) = cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            tracing::warn!(worker = id, cpu, error = ?e, "could not pin worker to CPU");
+        }
+    }
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(RING_ENTRIES)
+        .build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("worker {id}: runtime: {e}")));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let opts = ListenerOpts::new()
+            .reuse_port(true)
+            .reuse_addr(true)
+            .backlog(LISTEN_BACKLOG);
+        let mut listeners = Vec::with_capacity(listen.len());
+        for addr in &listen {
+            match TcpListener::bind_with_config(addr, &opts) {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    let _ = ready.send(Err(format!("worker {id}: listen on {addr}: {e}")));
+                    return;
+                }
+            }
+        }
+        let _ = ready.send(Ok(()));
+        let worker = Rc::new(Worker {
+            id,
+            shutdown: Shutdown::new(),
+            pool: OriginPool::new(MAX_IDLE_ORIGIN_CONNECTIONS, ORIGIN_IDLE_LIMIT),
+            active: Cell::new(0),
+            shared,
+        });
+        let follower = {
+            let shutdown = Rc::clone(&worker.shutdown);
+            let stop = Arc::clone(&worker.shared.stop);
+            monoio::spawn(async move { shutdown.follow(stop).await })
+        };
+        let accepts: Vec<_> = listeners
+            .into_iter()
+            .map(|l| monoio::spawn(accept_loop(l, Rc::clone(&worker))))
+            .collect();
+        for a in accepts {
+            a.await;
+        }
+        follower.await;
+        drain(&worker).await;
+    });
+}
+
+async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
+    let max = worker
+        .shared
+        .snapshot
+        .load()
+        .config
+        .server
+        .limits
+        .max_connections_per_worker;
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = worker.shutdown.wait() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                if worker.active.get() >= max {
+                    tracing::warn!(worker = worker.id, %peer, max, "connection limit reached; closing new connection");
+                    drop(stream);
+                    continue;
+                }
+                let guard = ActiveGuard::new(Rc::clone(&worker));
+                monoio::spawn(connection::handle(stream, peer, guard));
+            }
+            Err(e) => {
+                // Out of descriptors or a transient error: back off briefly instead of spinning.
+                tracing::warn!(worker = worker.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Waits for in-flight connections to finish, up to the drain time-out.
+async fn drain(worker: &Worker) {
+    let limit = worker.shared.snapshot.load().config.server.timeouts.drain;
+    let start = Instant::now();
+    while worker.active.get() > 0 && start.elapsed() < limit {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if worker.active.get() > 0 {
+        tracing::warn!(
+            worker = worker.id,
+            open = worker.active.get(),
+            "drain time-out passed; closing remaining connections"
+        );
+    }
+}

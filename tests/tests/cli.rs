@@ -1,0 +1,88 @@
+//! The command line: `check` reports configuration errors by key; `demo` works out of the box.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::{config_text, origin, portcullis_bin, SiteConfig, TestPki};
+
+#[test]
+fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let good = config_text(&pki, &[SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")))], "");
+    let good_path = pki.write("good.toml", &good);
+    let out = Command::new(portcullis_bin()).args(["check", "--config"]).arg(&good_path).output().expect("check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let broken = good.replace("mode = \"required\"", "mode = \"sometimes\"");
+    let broken_path = pki.write("broken.toml", &broken);
+    let out = Command::new(portcullis_bin()).args(["check", "--config"]).arg(&broken_path).output().expect("check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("site[0].mtls.mode"), "{err}");
+    assert!(err.contains("broken.toml"), "{err}");
+
+    let missing = good.replace("bundle.pem", "no-such-bundle.pem");
+    let missing_path = pki.write("missing.toml", &missing);
+    let out = Command::new(portcullis_bin()).args(["run", "--config"]).arg(&missing_path).output().expect("run");
+    assert!(!out.status.success(), "run must refuse a broken config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("site[0].mtls.trust_store"), "{err}");
+    assert!(err.contains("no-such-bundle.pem"), "{err}");
+}
+
+#[test]
+fn demo_serves_the_demo_client_and_refuses_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(portcullis_bin())
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ready = false;
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line == "ready" {
+            ready = true;
+            break;
+        }
+    }
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args(["-s", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(dir.path().join("root-ca.pem"))
+            .args(extra)
+            .arg(format!("https://localhost:{port}/"))
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .output()
+            .expect("curl")
+    };
+    let cert = dir.path().join("client.pem");
+    let key = dir.path().join("client.key");
+    let ok = curl(&["--cert", cert.to_str().expect("p"), "--key", key.to_str().expect("p")]);
+    let none = curl(&[]);
+    let ecert = dir.path().join("expired-client.pem");
+    let ekey = dir.path().join("expired-client.key");
+    let expired = curl(&["--cert", ecert.to_str().expect("p"), "--key", ekey.to_str().expect("p")]);
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert!(ready, "demo did not become ready");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
+    assert_ne!(String::from_utf8_lossy(&none.stdout), "200");
+    assert_ne!(String::from_utf8_lossy(&expired.stdout), "200");
+}

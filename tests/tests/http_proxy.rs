@@ -1,0 +1,174 @@
+//! HTTP/1.1 proxying end to end: bodies both ways, keep-alive and pipelining, error statuses.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use boring::ssl::{SslConnector, SslMethod};
+use portcullis_e2e::{config_text, origin, Curl, Portcullis, SiteConfig, TestPki};
+
+const MIB: u64 = 1024 * 1024;
+
+fn optional_site(pki: &TestPki, origin: std::net::SocketAddr) -> SiteConfig {
+    SiteConfig::new(origin, "optional", Some(pki.path("bundle.pem")))
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    boring::sha::sha256(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let server = Portcullis::start(&config_text(&pki, &[optional_site(&pki, origin.addr())], ""));
+    let ca = pki.path("root.pem");
+
+    // Chunked upload of 8 MiB of pseudo-random bytes.
+    let upload: Vec<u8> = (0..8 * MIB as usize)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let upload_path = pki.dir.path().join("upload.bin");
+    std::fs::write(&upload_path, &upload).expect("write upload");
+    let r = Curl::new(&server, "localhost", "/upload", &ca)
+        .args(["-H", "Transfer-Encoding: chunked", "--data-binary"])
+        .args([format!("@{}", upload_path.display())])
+        .run();
+    assert_eq!(r.status, Some(200), "{r:?}\n{}", server.log());
+    assert_eq!(
+        r.text().trim(),
+        format!("bytes={} sha256={}", upload.len(), sha256_hex(&upload))
+    );
+
+    // 100 MiB download, checked against the origin's deterministic pattern.
+    let size = 100 * MIB;
+    let download_path = pki.dir.path().join("download.bin");
+    let r = Curl::new(&server, "localhost", &format!("/download?bytes={size}"), &ca)
+        .args(["-o"])
+        .args([&download_path])
+        .run();
+    assert_eq!(r.status, Some(200), "{r:?}");
+    let mut file = std::fs::File::open(&download_path).expect("downloaded file");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read(&mut buf).expect("read download");
+        if n == 0 {
+            break;
+        }
+        for (i, &b) in buf[..n].iter().enumerate() {
+            assert_eq!(
+                b,
+                portcullis_e2e::pattern_byte(offset + i as u64),
+                "byte {} differs",
+                offset + i as u64
+            );
+        }
+        offset += n as u64;
+    }
+    assert_eq!(offset, size);
+
+    // The same through chunked transfer coding from the origin.
+    let r = Curl::new(&server, "localhost", &format!("/download?bytes={}&chunked=1", 3 * MIB + 5), &ca)
+        .args(["-o"])
+        .args([&download_path])
+        .run();
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert_eq!(std::fs::metadata(&download_path).expect("meta").len(), 3 * MIB + 5);
+
+    let peak = server.peak_rss_kib();
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB exceeds 64 MiB");
+}
+
+#[test]
+fn keep_alive_and_pipelined_requests_are_answered_in_order() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let server = Portcullis::start(&config_text(&pki, &[optional_site(&pki, origin.addr())], ""));
+
+    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+    connector.set_ca_file(pki.path("root.pem")).expect("ca");
+    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut tls = connector.build().connect("localhost", tcp).expect("handshake");
+    // Three requests in one write; the second has a body.
+    let requests = "GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n\
+        POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello\
+        GET /third HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    tls.write_all(requests.as_bytes()).expect("write");
+    let mut all = Vec::new();
+    let _ = tls.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    let first = text.find("GET /first").expect("first answered");
+    let second = text.find(&format!("bytes=5 sha256={}", sha256_hex(b"hello"))).expect("second answered");
+    let third = text.find("GET /third").expect("third answered");
+    assert!(first < second && second < third, "out of order:\n{text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    assert!(text.contains("X-Forwarded-Proto: https"), "{text}");
+    assert!(text.contains("X-Forwarded-For: 127.0.0.1"), "{text}");
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_400_and_431() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let server = Portcullis::start(&config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "[server.limits]\nmax_header_bytes = 4096\n",
+    ));
+    let ca = pki.path("root.pem");
+    let big = format!("X-Big: {}", "a".repeat(8192));
+    let r = Curl::new(&server, "localhost", "/", &ca).args(["-H", &big]).run();
+    assert_eq!(r.status, Some(431), "{r:?}");
+
+    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+    connector.set_ca_file(&ca).expect("ca");
+    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut tls = connector.build().connect("localhost", tcp).expect("handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .expect("write");
+    let mut all = Vec::new();
+    let _ = tls.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert_eq!(origin.requests_served(), 0);
+}
+
+#[test]
+fn origin_down_gives_502_and_silent_origin_gives_504() {
+    let pki = TestPki::new();
+    let down = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind silent");
+    let mut down_site = SiteConfig::new(down, "optional", Some(pki.path("bundle.pem")));
+    down_site.name = "down".into();
+    let mut silent_site = SiteConfig::new(silent.local_addr().expect("addr"), "optional", Some(pki.path("bundle.pem")));
+    silent_site.name = "silent".into();
+    silent_site.server_names = vec!["site-b.test".into()];
+    let server = Portcullis::start(&config_text(
+        &pki,
+        &[down_site, silent_site],
+        "[server.timeouts]\norigin_response = \"1s\"\n",
+    ));
+    let ca = pki.path("root.pem");
+    let r = Curl::new(&server, "localhost", "/", &ca).run();
+    assert_eq!(r.status, Some(502), "{r:?}");
+    let r = Curl::new(&server, "site-b.test", "/", &ca).run();
+    assert_eq!(r.status, Some(504), "{r:?}");
+    drop(silent);
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let mut server = Portcullis::start(&config_text(&pki, &[optional_site(&pki, origin.addr())], ""));
+    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem")).run();
+    assert_eq!(r.status, Some(200));
+    assert_eq!(server.stop(), Some(0));
+}
