@@ -27,7 +27,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         let value: u64 = rest[..digits_end]
             .parse()
             .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        rest = &rest[digits_end..];
+        rest = rest[digits_end..].trim_start();
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c.is_whitespace())
             .unwrap_or(rest.len());
@@ -83,16 +83,14 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("3 min"), Ok(Duration::from_secs(180)));
     }
 
     #[test]
     fn parses_compound_durations() {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration(" 1m 30s "), Ok(Duration::from_secs(90)));
-        assert_eq!(
-            parse_duration("1s 250ms"),
-            Ok(Duration::from_millis(1250))
-        );
+        assert_eq!(parse_duration("1s 250ms"), Ok(Duration::from_millis(1250)));
     }
 
     #[test]
@@ -103,6 +101,9 @@ mod tests {
             .unwrap_err()
             .contains("unknown unit"));
         assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1 30s")
+            .unwrap_err()
+            .contains("missing unit"));
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("99999999999999999999s").is_err());

@@ -25,7 +25,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// Creates an error for `key` in `file`.
-    pub fn new(file: impl Into<PathBuf>, key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
             file: file.into(),
             key: key.into(),

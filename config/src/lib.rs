@@ -5,13 +5,15 @@
 //! and trust stores, resolves origins, and returns an immutable [`Snapshot`]
 //! for the data plane. [`parse_str`] does the same for in-memory TOML.
 
+#![warn(missing_docs)]
+
 mod duration;
 mod error;
 mod load;
 mod model;
 mod origin;
-mod sni;
 mod snapshot;
+mod sni;
 mod syntax;
 mod validate;
 

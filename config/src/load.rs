@@ -143,6 +143,8 @@ fn parse_certificate<T>(
             rest.len()
         )),
         Ok((_, cert)) => inspect(&cert),
-        Err(e) => Err(format!("certificate #{index} in bundle cannot be parsed: {e}")),
+        Err(e) => Err(format!(
+            "certificate #{index} in bundle cannot be parsed: {e}"
+        )),
     }
 }

@@ -110,9 +110,18 @@ mod tests {
 
     #[test]
     fn accepts_valid_origins() {
-        assert_eq!(ok("http://127.0.0.1:8080"), ("127.0.0.1".into(), 8080, "127.0.0.1:8080".into()));
-        assert_eq!(ok("http://backend/"), ("backend".into(), 80, "backend".into()));
-        assert_eq!(ok("http://[::1]:81/"), ("::1".into(), 81, "[::1]:81".into()));
+        assert_eq!(
+            ok("http://127.0.0.1:8080"),
+            ("127.0.0.1".into(), 8080, "127.0.0.1:8080".into())
+        );
+        assert_eq!(
+            ok("http://backend/"),
+            ("backend".into(), 80, "backend".into())
+        );
+        assert_eq!(
+            ok("http://[::1]:81/"),
+            ("::1".into(), 81, "[::1]:81".into())
+        );
         assert_eq!(ok("http://[::1]"), ("::1".into(), 80, "[::1]".into()));
     }
 
@@ -147,7 +156,10 @@ mod tests {
             Ok(o) => o,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(origin.addrs, vec!["[::1]:9000".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            origin.addrs,
+            vec!["[::1]:9000".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(origin.url, "http://[::1]:9000/");
     }
 }

@@ -65,7 +65,7 @@ impl ServerSettings {
     }
 }
 
-/// Timeouts from `[server.timeouts]`.
+/// Timeouts from `[server.timeouts]`; all are non-zero except `drain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// TLS handshake (default 10s).

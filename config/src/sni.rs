@@ -146,9 +146,18 @@ mod tests {
 
     #[test]
     fn normalizes_and_validates_names() {
-        assert_eq!(normalize_server_name("WWW.Example.com").as_deref(), Ok("www.example.com"));
-        assert_eq!(normalize_server_name("*.Example.com").as_deref(), Ok("*.example.com"));
-        assert_eq!(normalize_server_name("localhost.").as_deref(), Ok("localhost"));
+        assert_eq!(
+            normalize_server_name("WWW.Example.com").as_deref(),
+            Ok("www.example.com")
+        );
+        assert_eq!(
+            normalize_server_name("*.Example.com").as_deref(),
+            Ok("*.example.com")
+        );
+        assert_eq!(
+            normalize_server_name("localhost.").as_deref(),
+            Ok("localhost")
+        );
         assert!(normalize_server_name("").is_err());
         assert!(normalize_server_name("*").is_err());
         assert!(normalize_server_name("a.*.example.com").is_err());

@@ -229,7 +229,9 @@ fn example_config_loads_every_key() {
     assert_eq!(mtls.trust_store.len(), 1);
     assert!(mtls.trust_store[0].self_signed);
     assert!(
-        mtls.trust_store[0].subject.contains("CN=Portcullis Test CA"),
+        mtls.trust_store[0]
+            .subject
+            .contains("CN=Portcullis Test CA"),
         "{}",
         mtls.trust_store[0].subject
     );
@@ -307,13 +309,20 @@ fn sni_selects_sites() {
     assert_eq!(name(Some("fallback.test")), "fallback");
     assert_eq!(name(None), "fallback");
     assert_eq!(snap.default_site, 2);
-    assert_eq!(snap.sites[1].server_names, vec!["api.example.com", "example.com"]);
+    assert_eq!(
+        snap.sites[1].server_names,
+        vec!["api.example.com", "example.com"]
+    );
 }
 
 #[test]
 fn first_site_is_default_when_none_marked() {
     let fx = Fixture::new();
-    let snap = fx.snapshot(EXAMPLE.replace("default = true\n", "server_names = [\"fb.test\"]\n").as_str());
+    let snap = fx.snapshot(
+        EXAMPLE
+            .replace("default = true\n", "server_names = [\"fb.test\"]\n")
+            .as_str(),
+    );
     assert_eq!(snap.default_site, 0);
     assert!(snap.sites[0].is_default);
     assert!(!snap.sites[1].is_default);
@@ -336,7 +345,10 @@ fn private_key_is_never_printed() {
 fn error_display_formats() {
     let e = ConfigError::new("/etc/p.toml", "server.listen[0]", "bad");
     assert_eq!(e.to_string(), "/etc/p.toml: server.listen[0]: bad");
-    let errors = ConfigErrors(vec![e.clone(), ConfigError::new("/x", "site[1].origin", "worse")]);
+    let errors = ConfigErrors(vec![
+        e.clone(),
+        ConfigError::new("/x", "site[1].origin", "worse"),
+    ]);
     assert_eq!(
         errors.to_string(),
         "/etc/p.toml: server.listen[0]: bad\n/x: site[1].origin: worse"
@@ -414,7 +426,10 @@ fn pem_without_certificates() {
 #[test]
 fn unparsable_certificate_names_its_index() {
     let fx = Fixture::new();
-    let garbage = pem::encode(&pem::Pem::new("CERTIFICATE", vec![0x30, 0x03, 0x02, 0x01, 0x01]));
+    let garbage = pem::encode(&pem::Pem::new(
+        "CERTIFICATE",
+        vec![0x30, 0x03, 0x02, 0x01, 0x01],
+    ));
     let path = fx.write("certs/bad.pem", &format!("{}{garbage}", fx.ca_pem));
     let errors = fx.errors(&minimal("", "", "").replace("certs/ca.pem", "certs/bad.pem"));
     let e = find(&errors, "site[0].mtls.trust_store");
@@ -430,7 +445,10 @@ fn unparsable_certificate_names_its_index() {
 #[test]
 fn trust_store_entries_must_be_cas() {
     let fx = Fixture::new();
-    let path = fx.write("certs/mixed.pem", &format!("{}{}", fx.ca_pem, fx.non_ca_pem));
+    let path = fx.write(
+        "certs/mixed.pem",
+        &format!("{}{}", fx.ca_pem, fx.non_ca_pem),
+    );
     let errors = fx.errors(&minimal("", "", "").replace("certs/ca.pem", "certs/mixed.pem"));
     assert_eq!(errors.len(), 1, "{errors}");
     let e = find(&errors, "site[0].mtls.trust_store");
@@ -468,13 +486,21 @@ fn traditional_ec_key_label_is_accepted() {
         &pem::encode(&pem::Pem::new("EC PRIVATE KEY", der)),
     );
     let snap = fx.snapshot(&minimal("", "", "").replace("certs/server.key", "certs/ec.key"));
-    assert_eq!(pem::parse(snap.sites[0].private_key.pem()).unwrap().tag(), "EC PRIVATE KEY");
+    assert_eq!(
+        pem::parse(snap.sites[0].private_key.pem()).unwrap().tag(),
+        "EC PRIVATE KEY"
+    );
 }
 
 #[test]
 fn bad_origin_url() {
     let fx = Fixture::new();
-    for origin in ["https://127.0.0.1", "http://127.0.0.1:8080/app", "http://h?x=1", "http://h:99999"] {
+    for origin in [
+        "https://127.0.0.1",
+        "http://127.0.0.1:8080/app",
+        "http://h?x=1",
+        "http://h:99999",
+    ] {
         let errors = fx.errors(&minimal("", "", "").replace("http://127.0.0.1:8080", origin));
         let e = find(&errors, "site[0].origin");
         assert_eq!(e.file, fx.config_path(), "{origin}");
@@ -484,8 +510,9 @@ fn bad_origin_url() {
 #[test]
 fn unresolvable_origin() {
     let fx = Fixture::new();
-    let errors =
-        fx.errors(&minimal("", "", "").replace("http://127.0.0.1:8080", "http://no-such-host.invalid:80"));
+    let errors = fx.errors(
+        &minimal("", "", "").replace("http://127.0.0.1:8080", "http://no-such-host.invalid:80"),
+    );
     let e = find(&errors, "site[0].origin");
     assert!(e.reason.contains("resolve"), "{}", e.reason);
 }
@@ -548,7 +575,10 @@ fn duplicate_site_names_and_server_names() {
     let fx = Fixture::new();
     let toml = EXAMPLE
         .replace("name = \"fallback\"", "name = \"example\"")
-        .replace("default = true\n", "server_names = [\"LOCALHOST\", \"ok.test\", \"ok.test\"]\n");
+        .replace(
+            "default = true\n",
+            "server_names = [\"LOCALHOST\", \"ok.test\", \"ok.test\"]\n",
+        );
     let errors = fx.errors(&toml);
     let e = find(&errors, "site[1].name");
     assert_eq!(e.file, fx.config_path());
@@ -562,11 +592,17 @@ fn duplicate_site_names_and_server_names() {
 #[test]
 fn more_than_one_default() {
     let fx = Fixture::new();
-    let toml = EXAMPLE.replace("name = \"example\"\n", "name = \"example\"\ndefault = true\n");
+    let toml = EXAMPLE.replace(
+        "name = \"example\"\n",
+        "name = \"example\"\ndefault = true\n",
+    );
     let errors = fx.errors(&toml);
     let e = find(&errors, "site[1].default");
     assert_eq!(e.file, fx.config_path());
-    assert_eq!(errors.len(), 1, "{errors}");
+    assert!(e.reason.contains("site[0]"), "{}", e.reason);
+    // site[0] is now the default, so site[1] also lacks server names.
+    find(&errors, "site[1].server_names");
+    assert_eq!(errors.len(), 2, "{errors}");
 }
 
 #[test]
@@ -604,13 +640,17 @@ fn all_problems_are_collected() {
     ] {
         find(&errors, key);
     }
-    assert_eq!(find(&errors, "site[1].private_key").file, fx.path("certs/missing.key"));
+    assert_eq!(
+        find(&errors, "site[1].private_key").file,
+        fx.path("certs/missing.key")
+    );
     assert_eq!(errors.len(), 5, "{errors}");
 }
 
 #[test]
 fn relative_paths_use_config_directory_and_absolute_paths_stay() {
     let fx = Fixture::new();
+    fs::create_dir_all(fx.path("etc")).unwrap();
     let nested = fx.path("etc/portcullis.toml");
     let absolute_key = fx.path("certs/server.key");
     let toml = minimal("", "", "")
@@ -618,7 +658,10 @@ fn relative_paths_use_config_directory_and_absolute_paths_stay() {
         .replace("certs/ca.pem", "../certs/ca.pem")
         .replace("certs/server.key", &absolute_key.display().to_string());
     let snap = parse_str(&toml, &nested).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(snap.sites[0].certificate_path, Path::new(&fx.path("etc")).join("../certs/server.pem"));
+    assert_eq!(
+        snap.sites[0].certificate_path,
+        Path::new(&fx.path("etc")).join("../certs/server.pem")
+    );
     assert_eq!(snap.sites[0].private_key_path, absolute_key);
     assert_eq!(snap.source, nested);
 }

@@ -14,11 +14,11 @@ use crate::error::{Collector, ConfigErrors};
 use crate::load::{load_certificate_chain, load_private_key, load_trust_store};
 use crate::model::{RawConfig, RawLimits, RawMtls, RawServer, RawSite, RawTimeouts};
 use crate::origin::load_origin;
-use crate::sni::{normalize_server_name, SniIndex};
 use crate::snapshot::{
     ForwardHeaders, Limits, MtlsMode, MtlsSettings, ServerSettings, SiteSnapshot, Snapshot,
     Timeouts,
 };
+use crate::sni::{normalize_server_name, SniIndex};
 
 /// Default and bounds of `max_chain_depth`.
 const MAX_CHAIN_DEPTH: u8 = 4;
@@ -50,10 +50,17 @@ pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, Co
     if !c.is_empty() {
         return Err(c.into_errors());
     }
-    let sites = sites.into_iter().flatten().map(Arc::new).collect::<Vec<_>>();
+    let sites = sites
+        .into_iter()
+        .flatten()
+        .map(Arc::new)
+        .collect::<Vec<_>>();
     if sites.len() != raw.site.len() || sites.is_empty() {
         // Unreachable: every `None` site recorded an error above.
-        c.config("site", "internal error: site failed to load without a reported reason");
+        c.config(
+            "site",
+            "internal error: site failed to load without a reported reason",
+        );
         return Err(c.into_errors());
     }
     Ok(Snapshot {
@@ -241,7 +248,11 @@ fn ranged(
 
 /// The default site: the one with `default = true`, else the first.
 fn choose_default(sites: &[RawSite], c: &mut Collector<'_>) -> usize {
-    let mut marked = sites.iter().enumerate().filter(|(_, s)| s.default).map(|(i, _)| i);
+    let mut marked = sites
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.default)
+        .map(|(i, _)| i);
     let first = marked.next();
     if let Some(first) = first {
         for extra in marked {
@@ -300,12 +311,7 @@ fn build_sni_index(sites: &[RawSite], default_site: usize, c: &mut Collector<'_>
 }
 
 /// Resolves a configured file path relative to the config directory.
-fn resolve_path(
-    base_dir: &Path,
-    value: &str,
-    key: &str,
-    c: &mut Collector<'_>,
-) -> Option<PathBuf> {
+fn resolve_path(base_dir: &Path, value: &str, key: &str, c: &mut Collector<'_>) -> Option<PathBuf> {
     if value.trim().is_empty() {
         c.config(key, "path must not be empty");
         return None;
@@ -408,7 +414,10 @@ fn validate_mtls(
         Some(d) => match u8::try_from(d) {
             Ok(d) if (1..=MAX_CHAIN_DEPTH).contains(&d) => Some(d),
             _ => {
-                c.config(depth_key, format!("must be in range 1..={MAX_CHAIN_DEPTH}, got {d}"));
+                c.config(
+                    depth_key,
+                    format!("must be in range 1..={MAX_CHAIN_DEPTH}, got {d}"),
+                );
                 None
             }
         },

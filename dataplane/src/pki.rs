@@ -16,8 +16,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -458,8 +458,14 @@ impl DemoPki {
                 TRUST_BUNDLE_FILE,
                 format!("{}{}", self.root.cert_pem, inter),
             ),
-            (SERVER_CERT_FILE, format!("{}{}", self.server.cert_pem, inter)),
-            (CLIENT_CERT_FILE, format!("{}{}", self.client.cert_pem, inter)),
+            (
+                SERVER_CERT_FILE,
+                format!("{}{}", self.server.cert_pem, inter),
+            ),
+            (
+                CLIENT_CERT_FILE,
+                format!("{}{}", self.client.cert_pem, inter),
+            ),
             (
                 EXPIRED_CLIENT_CERT_FILE,
                 format!("{}{}", self.expired_client.cert_pem, inter),
@@ -467,7 +473,10 @@ impl DemoPki {
             (UNKNOWN_CA_FILE, self.unknown_ca.cert_pem.clone()),
             (
                 UNKNOWN_CLIENT_CERT_FILE,
-                format!("{}{}", self.unknown_client.cert_pem, self.unknown_ca.cert_pem),
+                format!(
+                    "{}{}",
+                    self.unknown_client.cert_pem, self.unknown_ca.cert_pem
+                ),
             ),
         ];
         for (name, contents) in public {
@@ -547,8 +556,16 @@ mod tests {
         for (file, leaf, issuer) in [
             (SERVER_CERT_FILE, &pki.server, &pki.intermediate),
             (CLIENT_CERT_FILE, &pki.client, &pki.intermediate),
-            (EXPIRED_CLIENT_CERT_FILE, &pki.expired_client, &pki.intermediate),
-            (UNKNOWN_CLIENT_CERT_FILE, &pki.unknown_client, &pki.unknown_ca),
+            (
+                EXPIRED_CLIENT_CERT_FILE,
+                &pki.expired_client,
+                &pki.intermediate,
+            ),
+            (
+                UNKNOWN_CLIENT_CERT_FILE,
+                &pki.unknown_client,
+                &pki.unknown_ca,
+            ),
         ] {
             let chain = pem_stack(&dir.join(file));
             assert_eq!(chain.len(), 2, "{file}");
@@ -584,7 +601,10 @@ mod tests {
         assert!(verify(&root_only, &client_chain[0], &[]).is_err());
 
         let server_chain = pem_stack(&dir.join(SERVER_CERT_FILE));
-        assert_eq!(verify(&root_only, &server_chain[0], &server_chain[1..]), Ok(()));
+        assert_eq!(
+            verify(&root_only, &server_chain[0], &server_chain[1..]),
+            Ok(())
+        );
 
         let expired = pem_stack(&dir.join(EXPIRED_CLIENT_CERT_FILE));
         assert_eq!(
@@ -641,10 +661,7 @@ mod tests {
 
         let (_, c) = X509Certificate::from_der(&inter.cert_der).unwrap();
         assert_eq!(c.subject().to_string(), "C=US, CN=Test Inter");
-        assert_eq!(
-            c.issuer().to_string(),
-            "C=US, O=Org, OU=Unit, CN=Test Root"
-        );
+        assert_eq!(c.issuer().to_string(), "C=US, O=Org, OU=Unit, CN=Test Root");
         let bc = c.basic_constraints().unwrap().unwrap().value;
         assert!(bc.ca);
         assert_eq!(bc.path_len_constraint, Some(0));
@@ -723,9 +740,7 @@ mod tests {
         )
         .unwrap();
         let inter = root
-            .issue(
-                CertSpec::new("RSA Inter", CertKind::IntermediateCa).key(KeyAlgorithm::Rsa2048),
-            )
+            .issue(CertSpec::new("RSA Inter", CertKind::IntermediateCa).key(KeyAlgorithm::Rsa2048))
             .unwrap();
         let leaf = inter
             .issue(CertSpec::new("ec-leaf", CertKind::Client))
@@ -780,9 +795,6 @@ mod tests {
                 ip_addresses: vec![],
             },
         );
-        assert!(matches!(
-            Issued::self_signed(spec),
-            Err(PkiError::Rcgen(_))
-        ));
+        assert!(matches!(Issued::self_signed(spec), Err(PkiError::Rcgen(_))));
     }
 }

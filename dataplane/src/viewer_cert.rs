@@ -54,8 +54,8 @@ impl ViewerCertInfo {
     ///
     /// Fails if the bytes are not exactly one DER X.509 certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, ViewerCertError> {
-        let (rest, cert) = X509Certificate::from_der(der)
-            .map_err(|e| ViewerCertError::Parse(e.to_string()))?;
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| ViewerCertError::Parse(e.to_string()))?;
         if !rest.is_empty() {
             return Err(ViewerCertError::TrailingBytes(rest.len()));
         }
@@ -303,7 +303,11 @@ fn push_der_hex(out: &mut String, value: &Any<'_>) {
                 Class::ContextSpecific => 0x80,
                 Class::Private => 0xc0,
             };
-            let constructed = if value.header.is_constructed() { 0x20 } else { 0 };
+            let constructed = if value.header.is_constructed() {
+                0x20
+            } else {
+                0
+            };
             let Tag(tag) = value.header.tag();
             if tag < 31 {
                 der.push(class | constructed | tag as u8);
@@ -331,7 +335,10 @@ fn push_der_hex(out: &mut String, value: &Any<'_>) {
         der.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let skip = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len() - 1);
+        let skip = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1);
         der.push(0x80 | (bytes.len() - skip) as u8);
         der.extend_from_slice(&bytes[skip..]);
     }
@@ -374,20 +381,21 @@ fn push_escaped_string(out: &mut String, value: &Any<'_>) -> bool {
         }
         // BMPString: UCS-2 big-endian.
         30 => {
-            if data.len() % 2 != 0 {
+            let units = data.chunks_exact(2);
+            if !units.remainder().is_empty() {
                 return false;
             }
-            let units = data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            let units = units.map(|c| u16::from_be_bytes([c[0], c[1]]));
             let chars: Option<Vec<char>> = units.map(|u| char::from_u32(u32::from(u))).collect();
             push_chars(out, chars)
         }
         // UniversalString: UCS-4 big-endian.
         28 => {
-            if data.len() % 4 != 0 {
+            let quads = data.chunks_exact(4);
+            if !quads.remainder().is_empty() {
                 return false;
             }
-            let chars: Option<Vec<char>> = data
-                .chunks_exact(4)
+            let chars: Option<Vec<char>> = quads
                 .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
                 .collect();
             push_chars(out, chars)
@@ -454,8 +462,8 @@ mod tests {
         dn.push(DnType::CommonName, "#client_.com");
         params.distinguished_name = dn;
         params.serial_number = Some(SerialNumber::from_slice(serial));
-        params.not_before = time::macros::datetime!(2023-09-21 01:50:17 UTC);
-        params.not_after = time::macros::datetime!(2024-09-20 01:50:17 UTC);
+        params.not_before = OffsetDateTime::from_unix_timestamp(1_695_261_017).expect("time");
+        params.not_after = OffsetDateTime::from_unix_timestamp(1_726_797_017).expect("time");
         let key = KeyPair::generate().expect("key");
         params.self_signed(&key).expect("sign").der().to_vec()
     }
@@ -501,10 +509,7 @@ mod tests {
     fn pem_matches_boring_and_is_urlencoded() {
         let der = make_cert(&[1, 2, 3]);
         let info = ViewerCertInfo::from_der(&der).expect("parse");
-        let pem = X509::from_der(&der)
-            .expect("x509")
-            .to_pem()
-            .expect("pem");
+        let pem = X509::from_der(&der).expect("x509").to_pem().expect("pem");
         let pem = String::from_utf8(pem).expect("utf8");
         let decoded = percent_encoding::percent_decode_str(&info.pem_urlencoded)
             .decode_utf8()
@@ -649,7 +654,10 @@ mod tests {
             vec![atv(C, 0x13, b"US")],
             vec![atv(DC, 0x16, b"example")],
             vec![atv(O, 0x0c, b"a,b+c\"d\\e<f>g;h"), atv(OU, 0x0c, b"ou1")],
-            vec![atv(CN, 0x0c, b" lead and trail "), atv(EMAIL, 0x16, b"x@y.z")],
+            vec![
+                atv(CN, 0x0c, b" lead and trail "),
+                atv(EMAIL, 0x16, b"x@y.z"),
+            ],
         ]);
         assert_eq!(
             fmt(&der),

@@ -212,10 +212,7 @@ mod tests {
     fn content_length_values() {
         assert_eq!(parse_content_length(b"0"), Ok(0));
         assert_eq!(parse_content_length(b"007"), Ok(7));
-        assert_eq!(
-            parse_content_length(b"18446744073709551615"),
-            Ok(u64::MAX)
-        );
+        assert_eq!(parse_content_length(b"18446744073709551615"), Ok(u64::MAX));
         for bad in [
             &b""[..],
             b"18446744073709551616",
