@@ -68,8 +68,16 @@ impl Demo {
         let d = |f: &str| self.pki.path(f).display().to_string();
         let url = format!("https://localhost:{}/", addr.port());
         let mut s = String::new();
-        let _ = writeln!(s, "Portcullis demo: PKI and configuration in {}", self.pki.dir.display());
-        let _ = writeln!(s, "Origin (echoes request headers) on http://{}", self.origin.addr());
+        let _ = writeln!(
+            s,
+            "Portcullis demo: PKI and configuration in {}",
+            self.pki.dir.display()
+        );
+        let _ = writeln!(
+            s,
+            "Origin (echoes request headers) on http://{}",
+            self.origin.addr()
+        );
         let _ = writeln!(s, "Data plane on {url} (viewer mTLS required)\n");
         let _ = writeln!(s, "Accepted: a client certificate from the trusted CA");
         let _ = writeln!(

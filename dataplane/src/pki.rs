@@ -80,7 +80,7 @@ pub enum KeyAlgorithm {
 pub enum CertKind {
     /// A self-signed trust anchor (`CA:TRUE`, unconstrained path length).
     RootCa,
-    /// A CA issued by another CA (`CA:TRUE`, path length 0).
+    /// A CA issued by another CA (`CA:TRUE`, unconstrained path length).
     IntermediateCa,
     /// A TLS server leaf: SANs from the given names, EKU `serverAuth`.
     Server {
@@ -205,11 +205,8 @@ impl CertSpec {
 
         match &self.kind {
             CertKind::RootCa | CertKind::IntermediateCa => {
-                params.is_ca = IsCa::Ca(if self.kind == CertKind::RootCa {
-                    BasicConstraints::Unconstrained
-                } else {
-                    BasicConstraints::Constrained(0)
-                });
+                // No path length constraint, so tests can build deep chains.
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
                 params.key_usages = vec![
                     KeyUsagePurpose::KeyCertSign,
                     KeyUsagePurpose::CrlSign,
@@ -664,7 +661,7 @@ mod tests {
         assert_eq!(c.issuer().to_string(), "C=US, O=Org, OU=Unit, CN=Test Root");
         let bc = c.basic_constraints().unwrap().unwrap().value;
         assert!(bc.ca);
-        assert_eq!(bc.path_len_constraint, Some(0));
+        assert_eq!(bc.path_len_constraint, None);
 
         let (_, c) = X509Certificate::from_der(&server.cert_der).unwrap();
         assert_eq!(c.subject().to_string(), "CN=srv");

@@ -297,8 +297,7 @@ where
         Ok(n) => n,
         Err(e) => return refuse(tls, e.status()).await,
     };
-    bufs.head
-        .extend_from_slice(&bufs.client.data()[..buffered]);
+    bufs.head.extend_from_slice(&bufs.client.data()[..buffered]);
     bufs.client.consume(buffered);
     if head.expect_continue && !request_body.is_done() {
         tls.write_all(CONTINUE).await?;
@@ -408,7 +407,10 @@ async fn send_request<T>(
 where
     T: AsyncReadRent + AsyncWriteRent,
 {
-    let (sent, head) = origin.stream.write_all(std::mem::take(&mut bufs.head)).await;
+    let (sent, head) = origin
+        .stream
+        .write_all(std::mem::take(&mut bufs.head))
+        .await;
     bufs.head = head;
     if let Err(e) = sent {
         tracing::debug!(error = %e, "writing to origin failed");
@@ -421,8 +423,7 @@ where
     let read_timeout = x.server.timeouts.header_read;
     while !body.is_done() {
         let limit = body.read_limit(bufs.body.len());
-        let n = match monoio::time::timeout(read_timeout, tls.read(&mut bufs.body[..limit])).await
-        {
+        let n = match monoio::time::timeout(read_timeout, tls.read(&mut bufs.body[..limit])).await {
             Ok(Ok(0)) | Ok(Err(_)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

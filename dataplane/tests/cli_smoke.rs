@@ -7,7 +7,10 @@ use std::process::Command;
 #[test]
 fn version_and_missing_config_are_reported() {
     let bin = env!("CARGO_BIN_EXE_portcullis");
-    let out = Command::new(bin).arg("--version").output().expect("run portcullis");
+    let out = Command::new(bin)
+        .arg("--version")
+        .output()
+        .expect("run portcullis");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("portcullis "));
 

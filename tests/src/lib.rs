@@ -55,7 +55,10 @@ impl TestPki {
         )
         .expect("root");
         let intermediate = root
-            .issue(CertSpec::new("Test Intermediate CA", CertKind::IntermediateCa))
+            .issue(CertSpec::new(
+                "Test Intermediate CA",
+                CertKind::IntermediateCa,
+            ))
             .expect("intermediate");
         let server = intermediate
             .issue(CertSpec::new(
@@ -103,7 +106,12 @@ impl TestPki {
 
     /// Writes a client's certificate (followed by `chain` PEMs) and key; returns
     /// (cert path, key path).
-    pub fn write_client(&self, stem: &str, client: &Issued, chain: &[&Issued]) -> (PathBuf, PathBuf) {
+    pub fn write_client(
+        &self,
+        stem: &str,
+        client: &Issued,
+        chain: &[&Issued],
+    ) -> (PathBuf, PathBuf) {
         let mut pem = client.cert_pem.clone();
         for c in chain {
             pem.push_str(&c.cert_pem);
@@ -163,9 +171,7 @@ impl SiteConfig {
 
 /// A configuration file for `sites`, using the PKI's server certificate.
 pub fn config_text(pki: &TestPki, sites: &[SiteConfig], server_extra: &str) -> String {
-    let mut s = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n{server_extra}\n"
-    );
+    let mut s = format!("[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n{server_extra}\n");
     for site in sites {
         let names: Vec<String> = site.server_names.iter().map(|n| format!("{n:?}")).collect();
         s.push_str(&format!(
@@ -391,7 +397,10 @@ impl Curl {
             stderr,
         } = self.cmd.output().expect("run curl");
         let split = stdout.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-        let code = String::from_utf8_lossy(&stdout[split..]).trim().parse::<u16>().ok();
+        let code = String::from_utf8_lossy(&stdout[split..])
+            .trim()
+            .parse::<u16>()
+            .ok();
         let body = stdout[..split].to_vec();
         CurlResult {
             exit: status.code(),

@@ -11,14 +11,34 @@ use portcullis_e2e::{config_text, origin, portcullis_bin, SiteConfig, TestPki};
 fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
     let pki = TestPki::new();
     let origin = origin();
-    let good = config_text(&pki, &[SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")))], "");
+    let good = config_text(
+        &pki,
+        &[SiteConfig::new(
+            origin.addr(),
+            "required",
+            Some(pki.path("bundle.pem")),
+        )],
+        "",
+    );
     let good_path = pki.write("good.toml", &good);
-    let out = Command::new(portcullis_bin()).args(["check", "--config"]).arg(&good_path).output().expect("check");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(portcullis_bin())
+        .args(["check", "--config"])
+        .arg(&good_path)
+        .output()
+        .expect("check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let broken = good.replace("mode = \"required\"", "mode = \"sometimes\"");
     let broken_path = pki.write("broken.toml", &broken);
-    let out = Command::new(portcullis_bin()).args(["check", "--config"]).arg(&broken_path).output().expect("check");
+    let out = Command::new(portcullis_bin())
+        .args(["check", "--config"])
+        .arg(&broken_path)
+        .output()
+        .expect("check");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("site[0].mtls.mode"), "{err}");
@@ -26,7 +46,11 @@ fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
 
     let missing = good.replace("bundle.pem", "no-such-bundle.pem");
     let missing_path = pki.write("missing.toml", &missing);
-    let out = Command::new(portcullis_bin()).args(["run", "--config"]).arg(&missing_path).output().expect("run");
+    let out = Command::new(portcullis_bin())
+        .args(["run", "--config"])
+        .arg(&missing_path)
+        .output()
+        .expect("run");
     assert!(!out.status.success(), "run must refuse a broken config");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("site[0].mtls.trust_store"), "{err}");
@@ -64,7 +88,16 @@ fn demo_serves_the_demo_client_and_refuses_the_others() {
     }
     let curl = |extra: &[&str]| {
         Command::new("curl")
-            .args(["-s", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .args([
+                "-s",
+                "--max-time",
+                "20",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+            ])
             .arg(dir.path().join("root-ca.pem"))
             .args(extra)
             .arg(format!("https://localhost:{port}/"))
@@ -74,12 +107,25 @@ fn demo_serves_the_demo_client_and_refuses_the_others() {
     };
     let cert = dir.path().join("client.pem");
     let key = dir.path().join("client.key");
-    let ok = curl(&["--cert", cert.to_str().expect("p"), "--key", key.to_str().expect("p")]);
+    let ok = curl(&[
+        "--cert",
+        cert.to_str().expect("p"),
+        "--key",
+        key.to_str().expect("p"),
+    ]);
     let none = curl(&[]);
     let ecert = dir.path().join("expired-client.pem");
     let ekey = dir.path().join("expired-client.key");
-    let expired = curl(&["--cert", ecert.to_str().expect("p"), "--key", ekey.to_str().expect("p")]);
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let expired = curl(&[
+        "--cert",
+        ecert.to_str().expect("p"),
+        "--key",
+        ekey.to_str().expect("p"),
+    ]);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
     assert!(ready, "demo did not become ready");
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");

@@ -14,14 +14,21 @@ fn optional_site(pki: &TestPki, origin: std::net::SocketAddr) -> SiteConfig {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    boring::sha::sha256(data).iter().map(|b| format!("{b:02x}")).collect()
+    boring::sha::sha256(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
 fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
     let pki = TestPki::new();
     let origin = origin();
-    let server = Portcullis::start(&config_text(&pki, &[optional_site(&pki, origin.addr())], ""));
+    let server = Portcullis::start(&config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "",
+    ));
     let ca = pki.path("root.pem");
 
     // Chunked upload of 8 MiB of pseudo-random bytes.
@@ -43,10 +50,15 @@ fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
     // 100 MiB download, checked against the origin's deterministic pattern.
     let size = 100 * MIB;
     let download_path = pki.dir.path().join("download.bin");
-    let r = Curl::new(&server, "localhost", &format!("/download?bytes={size}"), &ca)
-        .args(["-o"])
-        .args([&download_path])
-        .run();
+    let r = Curl::new(
+        &server,
+        "localhost",
+        &format!("/download?bytes={size}"),
+        &ca,
+    )
+    .args(["-o"])
+    .args([&download_path])
+    .run();
     assert_eq!(r.status, Some(200), "{r:?}");
     let mut file = std::fs::File::open(&download_path).expect("downloaded file");
     let mut buf = vec![0u8; 1 << 20];
@@ -69,12 +81,20 @@ fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
     assert_eq!(offset, size);
 
     // The same through chunked transfer coding from the origin.
-    let r = Curl::new(&server, "localhost", &format!("/download?bytes={}&chunked=1", 3 * MIB + 5), &ca)
-        .args(["-o"])
-        .args([&download_path])
-        .run();
+    let r = Curl::new(
+        &server,
+        "localhost",
+        &format!("/download?bytes={}&chunked=1", 3 * MIB + 5),
+        &ca,
+    )
+    .args(["-o"])
+    .args([&download_path])
+    .run();
     assert_eq!(r.status, Some(200), "{r:?}");
-    assert_eq!(std::fs::metadata(&download_path).expect("meta").len(), 3 * MIB + 5);
+    assert_eq!(
+        std::fs::metadata(&download_path).expect("meta").len(),
+        3 * MIB + 5
+    );
 
     let peak = server.peak_rss_kib();
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB exceeds 64 MiB");
@@ -84,13 +104,21 @@ fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
 fn keep_alive_and_pipelined_requests_are_answered_in_order() {
     let pki = TestPki::new();
     let origin = origin();
-    let server = Portcullis::start(&config_text(&pki, &[optional_site(&pki, origin.addr())], ""));
+    let server = Portcullis::start(&config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "",
+    ));
 
     let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
     connector.set_ca_file(pki.path("root.pem")).expect("ca");
     let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut tls = connector.build().connect("localhost", tcp).expect("handshake");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut tls = connector
+        .build()
+        .connect("localhost", tcp)
+        .expect("handshake");
     // Three requests in one write; the second has a body.
     let requests = "GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n\
         POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello\
@@ -100,7 +128,9 @@ fn keep_alive_and_pipelined_requests_are_answered_in_order() {
     let _ = tls.read_to_end(&mut all);
     let text = String::from_utf8_lossy(&all);
     let first = text.find("GET /first").expect("first answered");
-    let second = text.find(&format!("bytes=5 sha256={}", sha256_hex(b"hello"))).expect("second answered");
+    let second = text
+        .find(&format!("bytes=5 sha256={}", sha256_hex(b"hello")))
+        .expect("second answered");
     let third = text.find("GET /third").expect("third answered");
     assert!(first < second && second < third, "out of order:\n{text}");
     assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
@@ -119,21 +149,30 @@ fn malformed_and_oversized_requests_get_400_and_431() {
     ));
     let ca = pki.path("root.pem");
     let big = format!("X-Big: {}", "a".repeat(8192));
-    let r = Curl::new(&server, "localhost", "/", &ca).args(["-H", &big]).run();
+    let r = Curl::new(&server, "localhost", "/", &ca)
+        .args(["-H", &big])
+        .run();
     assert_eq!(r.status, Some(431), "{r:?}");
 
     let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
     connector.set_ca_file(&ca).expect("ca");
     let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut tls = connector.build().connect("localhost", tcp).expect("handshake");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut tls = connector
+        .build()
+        .connect("localhost", tcp)
+        .expect("handshake");
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
         .expect("write");
     let mut all = Vec::new();
     let _ = tls.read_to_end(&mut all);
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     assert_eq!(origin.requests_served(), 0);
 }
 
@@ -147,7 +186,11 @@ fn origin_down_gives_502_and_silent_origin_gives_504() {
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind silent");
     let mut down_site = SiteConfig::new(down, "optional", Some(pki.path("bundle.pem")));
     down_site.name = "down".into();
-    let mut silent_site = SiteConfig::new(silent.local_addr().expect("addr"), "optional", Some(pki.path("bundle.pem")));
+    let mut silent_site = SiteConfig::new(
+        silent.local_addr().expect("addr"),
+        "optional",
+        Some(pki.path("bundle.pem")),
+    );
     silent_site.name = "silent".into();
     silent_site.server_names = vec!["site-b.test".into()];
     let server = Portcullis::start(&config_text(
@@ -167,7 +210,11 @@ fn origin_down_gives_502_and_silent_origin_gives_504() {
 fn sigterm_stops_the_server_cleanly() {
     let pki = TestPki::new();
     let origin = origin();
-    let mut server = Portcullis::start(&config_text(&pki, &[optional_site(&pki, origin.addr())], ""));
+    let mut server = Portcullis::start(&config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "",
+    ));
     let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem")).run();
     assert_eq!(r.status, Some(200));
     assert_eq!(server.stop(), Some(0));

@@ -151,9 +151,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
                 }
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => self.flush().await?,
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Ok(0),
-                Err(e) if e.code() == ErrorCode::SYSCALL && self.ssl.get_ref().eof => {
-                    return Ok(0)
-                }
+                Err(e) if e.code() == ErrorCode::SYSCALL && self.ssl.get_ref().eof => return Ok(0),
                 Err(e) => return Err(ssl_to_io(e)),
             }
         }
@@ -241,7 +239,6 @@ mod tests {
     use crate::pki::{CertKind, CertSpec, Issued};
     use boring::ssl::{SslAcceptor, SslConnector, SslMethod, SslVerifyMode};
     use boring::x509::X509;
-    use std::io::{Read as _, Write as _};
 
     fn server_acceptor(server: &Issued) -> SslAcceptor {
         let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
@@ -335,7 +332,8 @@ mod tests {
         let addr = std_listener.local_addr().expect("addr");
         let client = std::thread::spawn(move || {
             let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
-            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("write");
             let mut buf = Vec::new();
             let _ = tcp.read_to_end(&mut buf);
         });
@@ -345,8 +343,8 @@ mod tests {
         let result = rt.block_on(async move {
             let listener = monoio::net::TcpListener::from_std(std_listener).expect("listener");
             let (tcp, _) = listener.accept().await.expect("accept");
-            let mut tls = TlsStream::new(Ssl::new(acceptor.context()).expect("ssl"), tcp)
-                .expect("stream");
+            let mut tls =
+                TlsStream::new(Ssl::new(acceptor.context()).expect("ssl"), tcp).expect("stream");
             tls.accept().await
         });
         client.join().expect("client");
