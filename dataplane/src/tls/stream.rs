@@ -332,6 +332,8 @@ mod tests {
         let addr = std_listener.local_addr().expect("addr");
         let client = std::thread::spawn(move || {
             let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .expect("timeout");
             tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 .expect("write");
             let mut buf = Vec::new();
@@ -345,7 +347,10 @@ mod tests {
             let (tcp, _) = listener.accept().await.expect("accept");
             let mut tls =
                 TlsStream::new(Ssl::new(acceptor.context()).expect("ssl"), tcp).expect("stream");
-            tls.accept().await
+            let result = tls.accept().await;
+            // Close while the runtime still runs, so the client sees EOF.
+            let _ = tls.shutdown().await;
+            result
         });
         client.join().expect("client");
         assert!(matches!(result, Err(TlsError::Ssl(_))), "got {result:?}");
