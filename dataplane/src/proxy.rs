@@ -256,6 +256,26 @@ impl BodyState {
         Ok(taken)
     }
 
+    /// Like [`take`](Self::take), also appending the body's payload to `payload`, without the
+    /// chunked framing (for HTTP/1.0 clients, which do not understand it).
+    fn take_dechunked(&mut self, data: &[u8], payload: &mut Vec<u8>) -> Result<usize, HttpError> {
+        match self {
+            Self::Chunked(decoder) => {
+                let (used, complete) =
+                    decoder.advance_payload(data, |run| payload.extend_from_slice(run))?;
+                if complete {
+                    *self = Self::Done;
+                }
+                Ok(used)
+            }
+            _ => {
+                let taken = self.take(data)?;
+                payload.extend_from_slice(&data[..taken]);
+                Ok(taken)
+            }
+        }
+    }
+
     /// How much to read next so that no byte past the body is read when its length is known.
     fn read_limit(&self, capacity: usize) -> usize {
         match self {
@@ -337,25 +357,54 @@ where
         }
     };
 
+    // An HTTP/1.0 client cannot read chunked bodies: it gets the payload and a close.
+    let http10 = head.version == 0;
+    let dechunk = http10 && matches!(response.framing, BodyFraming::Chunked);
     let client_keep_alive = head.keep_alive
         && !x.shutdown.is_fired()
+        && !dechunk
         && !matches!(response.framing, BodyFraming::UntilClose);
     bufs.head.clear();
-    http::write_client_response_head(&response, &bufs.response, client_keep_alive, &mut bufs.head);
+    if http10 {
+        http::write_client_response_head_http10(
+            &response,
+            &bufs.response,
+            client_keep_alive,
+            &mut bufs.head,
+        );
+    } else {
+        http::write_client_response_head(
+            &response,
+            &bufs.response,
+            client_keep_alive,
+            &mut bufs.head,
+        );
+    }
     tls.write_all(&bufs.head).await?;
     bufs.response.drain(..response.header_len);
 
     let mut response_body = BodyState::new(response.framing);
     let mut surplus = false;
     loop {
-        let taken = match response_body.take(&bufs.response) {
+        bufs.head.clear();
+        let taken = if dechunk {
+            response_body.take_dechunked(&bufs.response, &mut bufs.head)
+        } else {
+            response_body.take(&bufs.response)
+        };
+        let taken = match taken {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "origin sent a malformed body");
                 return Ok(Next::Close);
             }
         };
-        tls.write_all(&bufs.response[..taken]).await?;
+        let forward = if dechunk {
+            &bufs.head[..]
+        } else {
+            &bufs.response[..taken]
+        };
+        tls.write_all(forward).await?;
         surplus |= taken < bufs.response.len();
         if response_body.is_done() {
             break;

@@ -68,6 +68,7 @@ impl TestPki {
                         "localhost".into(),
                         "site-a.test".into(),
                         "site-b.test".into(),
+                        "*.wild.test".into(),
                     ],
                     ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
                 },
@@ -278,13 +279,20 @@ impl Portcullis {
             .expect("VmHWM in /proc status")
     }
 
+    /// Sends SIGTERM without waiting for the exit.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
+        self.terminate();
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {

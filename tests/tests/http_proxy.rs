@@ -219,3 +219,86 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(r.status, Some(200));
     assert_eq!(server.stop(), Some(0));
 }
+
+#[test]
+fn http10_clients_get_a_dechunked_body_and_a_close() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let server = Portcullis::start(&config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "",
+    ));
+    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+    connector.set_ca_file(pki.path("root.pem")).expect("ca");
+    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut tls = connector
+        .build()
+        .connect("localhost", tcp)
+        .expect("handshake");
+    let size = 200_000u64;
+    tls.write_all(format!("GET /download?bytes={size}&chunked=1 HTTP/1.0\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut all = Vec::new();
+    let _ = tls.read_to_end(&mut all);
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head end")
+        + 4;
+    let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    let body = &all[split..];
+    assert_eq!(body.len() as u64, size, "{head}");
+    assert!(body
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == portcullis_e2e::pattern_byte(i as u64)));
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_download_finish_and_refuses_new_connections() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let mut server = Portcullis::start(&config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "",
+    ));
+    let size = 40 * MIB;
+    let out = pki.dir.path().join("slow.bin");
+    let slow = {
+        let curl = Curl::new(
+            &server,
+            "localhost",
+            &format!("/download?bytes={size}"),
+            &pki.path("root.pem"),
+        )
+        .args(["--limit-rate", "16M", "-o"])
+        .args([&out]);
+        std::thread::spawn(move || curl.run())
+    };
+    // Wait (bounded) until the download is under way, then ask the server to stop.
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) < MIB {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "download never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    let late = Curl::new(&server, "localhost", "/", &pki.path("root.pem")).run();
+    assert_eq!(
+        late.status, None,
+        "a new connection was accepted while draining: {late:?}"
+    );
+    let r = slow.join().expect("curl thread");
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert_eq!(std::fs::metadata(&out).expect("file").len(), size);
+    assert_eq!(server.stop(), Some(0));
+}

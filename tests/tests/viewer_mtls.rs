@@ -432,3 +432,60 @@ fn tls12_clients_are_verified_the_same_way() {
     assert_eq!(r.status, None, "{r:?}");
     assert_ne!(r.exit, Some(0));
 }
+
+#[test]
+fn rsa_server_certificates_wildcard_names_and_alpn_work() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let rsa_server = pki
+        .intermediate
+        .issue(
+            CertSpec::new(
+                "rsa.wild.test",
+                CertKind::Server {
+                    dns_names: vec!["*.wild.test".into()],
+                    ip_addresses: vec![],
+                },
+            )
+            .key(portcullis_e2e::KeyAlgorithm::Rsa2048),
+        )
+        .expect("rsa server");
+    let mut site = SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")));
+    site.name = "wild".into();
+    site.server_names = vec!["*.wild.test".into()];
+    let mut text = config_text(&pki, &[site], "");
+    let chain = pki.write(
+        "rsa-server.pem",
+        &format!("{}{}", rsa_server.cert_pem, pki.intermediate.cert_pem),
+    );
+    let key = pki.write("rsa-server.key", &rsa_server.key_pem);
+    text = text
+        .replace(
+            &format!("{:?}", pki.path("server.pem")),
+            &format!("{chain:?}"),
+        )
+        .replace(
+            &format!("{:?}", pki.path("server.key")),
+            &format!("{key:?}"),
+        );
+    let server = Portcullis::start(&text);
+    let client = TestPki::client(&pki.intermediate, "viewer");
+    let (cert, ckey) = pki.write_client("viewer", &client, &[&pki.intermediate]);
+    let r = Curl::new(&server, "shop.wild.test", "/", &pki.path("root.pem"))
+        .cert(&cert, &ckey)
+        .args(["-v"])
+        .run();
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(
+        r.stderr.contains("ALPN: server accepted http/1.1"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("CN=rsa.wild.test")
+            || r.stderr.contains("CN = rsa.wild.test")
+            || r.stderr.contains("rsa.wild.test"),
+        "{}",
+        r.stderr
+    );
+}
