@@ -489,3 +489,52 @@ fn rsa_server_certificates_wildcard_names_and_alpn_work() {
         r.stderr
     );
 }
+
+#[test]
+fn a_certificate_not_meant_for_clients_is_refused_as_unsupported() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let server = start(
+        &pki,
+        &[SiteConfig::new(
+            origin.addr(),
+            "required",
+            Some(pki.path("bundle.pem")),
+        )],
+    );
+    // A server certificate (EKU serverAuth only) from the trusted CA, used as a client cert.
+    let (cert, key) = pki.write_client("server-as-client", &pki.server, &[&pki.intermediate]);
+    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
+        .cert(&cert, &key)
+        .run();
+    assert_refused(&r, "unsupported certificate");
+}
+
+#[test]
+fn only_the_configured_viewer_headers_are_forwarded() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let mut site = SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")));
+    site.mtls_extra = "forward_headers = [\"present\", \"subject\"]\n".into();
+    let server = start(&pki, &[site]);
+    let client = TestPki::client(&pki.intermediate, "picky");
+    let (cert, key) = pki.write_client("picky", &client, &[&pki.intermediate]);
+    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
+        .cert(&cert, &key)
+        .run();
+    assert_eq!(r.status, Some(200), "{r:?}");
+    let mut names: Vec<String> = r
+        .echoed_headers()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("cloudfront-viewer-cert-"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cloudfront-viewer-cert-present",
+            "cloudfront-viewer-cert-subject"
+        ]
+    );
+}
