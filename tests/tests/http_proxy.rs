@@ -302,3 +302,41 @@ fn sigterm_lets_an_in_flight_download_finish_and_refuses_new_connections() {
     assert_eq!(std::fs::metadata(&out).expect("file").len(), size);
     assert_eq!(server.stop(), Some(0));
 }
+
+#[test]
+fn connections_beyond_the_per_worker_limit_are_closed() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let text = config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "[server.limits]\nmax_connections_per_worker = 1\n",
+    )
+    .replace("workers = 2", "workers = 1");
+    let server = Portcullis::start(&text);
+    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+    connector.set_ca_file(pki.path("root.pem")).expect("ca");
+    let connector = connector.build();
+    let open = |c: &boring::ssl::SslConnector| {
+        let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        c.connect("localhost", tcp)
+    };
+    let mut first = open(&connector).expect("first connection");
+    first
+        .write_all(b"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = first.read(&mut buf).expect("first response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The worker is full: a second connection is closed before its handshake completes.
+    assert!(open(&connector).is_err(), "second connection was served");
+    drop(first);
+    // Once the first is gone, new connections are served again (bounded retries).
+    let served = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        open(&connector).is_ok()
+    });
+    assert!(served, "the worker never accepted again");
+}
