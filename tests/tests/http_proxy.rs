@@ -4,8 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use boring::ssl::{SslConnector, SslMethod};
-use portcullis_e2e::{config_text, origin, Curl, Portcullis, SiteConfig, TestPki};
+use portcullis_e2e::{config_text, origin, Curl, OneSite, Portcullis, SiteConfig, TestPki};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -22,13 +21,11 @@ fn sha256_hex(data: &[u8]) -> String {
 
 #[test]
 fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = Portcullis::start(&config_text(
-        &pki,
-        &[optional_site(&pki, origin.addr())],
-        "",
-    ));
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
     let ca = pki.path("root.pem");
 
     // Chunked upload of 8 MiB of pseudo-random bytes.
@@ -102,22 +99,14 @@ fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
 
 #[test]
 fn keep_alive_and_pipelined_requests_are_answered_in_order() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = Portcullis::start(&config_text(
-        &pki,
-        &[optional_site(&pki, origin.addr())],
-        "",
-    ));
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
 
-    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
-    connector.set_ca_file(pki.path("root.pem")).expect("ca");
-    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let mut tls = connector
-        .build()
-        .connect("localhost", tcp)
+    let mut tls = server
+        .tls_connect("localhost", &pki.path("root.pem"))
         .expect("handshake");
     // Three requests in one write; the second has a body.
     let requests = "GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n\
@@ -140,13 +129,16 @@ fn keep_alive_and_pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn malformed_and_oversized_requests_get_400_and_431() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = Portcullis::start(&config_text(
-        &pki,
-        &[optional_site(&pki, origin.addr())],
+    let OneSite {
+        pki,
+        origin,
+        server,
+    } = OneSite::start(
+        "optional",
+        Some("bundle.pem"),
+        "",
         "[server.limits]\nmax_header_bytes = 4096\n",
-    ));
+    );
     let ca = pki.path("root.pem");
     let big = format!("X-Big: {}", "a".repeat(8192));
     let r = Curl::new(&server, "localhost", "/", &ca)
@@ -154,15 +146,7 @@ fn malformed_and_oversized_requests_get_400_and_431() {
         .run();
     assert_eq!(r.status, Some(431), "{r:?}");
 
-    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
-    connector.set_ca_file(&ca).expect("ca");
-    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let mut tls = connector
-        .build()
-        .connect("localhost", tcp)
-        .expect("handshake");
+    let mut tls = server.tls_connect("localhost", &ca).expect("handshake");
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
         .expect("write");
     let mut all = Vec::new();
@@ -208,13 +192,11 @@ fn origin_down_gives_502_and_silent_origin_gives_504() {
 
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let mut server = Portcullis::start(&config_text(
-        &pki,
-        &[optional_site(&pki, origin.addr())],
-        "",
-    ));
+    let OneSite {
+        pki,
+        origin: _origin,
+        mut server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
     let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem")).run();
     assert_eq!(r.status, Some(200));
     assert_eq!(server.stop(), Some(0));
@@ -222,21 +204,13 @@ fn sigterm_stops_the_server_cleanly() {
 
 #[test]
 fn http10_clients_get_a_dechunked_body_and_a_close() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = Portcullis::start(&config_text(
-        &pki,
-        &[optional_site(&pki, origin.addr())],
-        "",
-    ));
-    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
-    connector.set_ca_file(pki.path("root.pem")).expect("ca");
-    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let mut tls = connector
-        .build()
-        .connect("localhost", tcp)
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
+    let mut tls = server
+        .tls_connect("localhost", &pki.path("root.pem"))
         .expect("handshake");
     let size = 200_000u64;
     tls.write_all(format!("GET /download?bytes={size}&chunked=1 HTTP/1.0\r\n\r\n").as_bytes())
@@ -261,13 +235,11 @@ fn http10_clients_get_a_dechunked_body_and_a_close() {
 
 #[test]
 fn sigterm_lets_an_in_flight_download_finish_and_refuses_new_connections() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let mut server = Portcullis::start(&config_text(
-        &pki,
-        &[optional_site(&pki, origin.addr())],
-        "",
-    ));
+    let OneSite {
+        pki,
+        origin: _origin,
+        mut server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
     let size = 40 * MIB;
     let out = pki.dir.path().join("slow.bin");
     let slow = {
@@ -314,16 +286,9 @@ fn connections_beyond_the_per_worker_limit_are_closed() {
     )
     .replace("workers = 2", "workers = 1");
     let server = Portcullis::start(&text);
-    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
-    connector.set_ca_file(pki.path("root.pem")).expect("ca");
-    let connector = connector.build();
-    let open = |c: &boring::ssl::SslConnector| {
-        let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        c.connect("localhost", tcp)
-    };
-    let mut first = open(&connector).expect("first connection");
+    let ca = pki.path("root.pem");
+    let open = || server.tls_connect("localhost", &ca);
+    let mut first = open().expect("first connection");
     first
         .write_all(b"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("write");
@@ -331,12 +296,12 @@ fn connections_beyond_the_per_worker_limit_are_closed() {
     let n = first.read(&mut buf).expect("first response");
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     // The worker is full: a second connection is closed before its handshake completes.
-    assert!(open(&connector).is_err(), "second connection was served");
+    assert!(open().is_err(), "second connection was served");
     drop(first);
     // Once the first is gone, new connections are served again (bounded retries).
     let served = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(20));
-        open(&connector).is_ok()
+        open().is_ok()
     });
     assert!(served, "the worker never accepted again");
 }

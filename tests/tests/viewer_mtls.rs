@@ -1,7 +1,10 @@
 //! Viewer mTLS end to end: the real binary, real curl and openssl, certificates generated here.
 
+use std::path::{Path, PathBuf};
+
 use portcullis_e2e::{
-    config_text, openssl, origin, CertKind, CertSpec, Curl, Issued, Portcullis, SiteConfig, TestPki,
+    config_text, openssl, origin, CertKind, CertSpec, Curl, CurlResult, Issued, OneSite,
+    Portcullis, SiteConfig, TestPki,
 };
 
 fn start(pki: &TestPki, sites: &[SiteConfig]) -> Portcullis {
@@ -20,7 +23,7 @@ fn x509_field(cert: &std::path::Path, args: &[&str]) -> String {
         .unwrap_or(text)
 }
 
-fn assert_refused(result: &portcullis_e2e::CurlResult, alert: &str) {
+fn assert_refused(result: &CurlResult, alert: &str) {
     assert_eq!(result.status, None, "expected no HTTP response: {result:?}");
     assert_ne!(result.exit, Some(0), "curl should fail: {result:?}");
     assert!(
@@ -30,18 +33,39 @@ fn assert_refused(result: &portcullis_e2e::CurlResult, alert: &str) {
     );
 }
 
+/// GET / on localhost, trusting the test root, with an optional client certificate.
+fn get(server: &Portcullis, pki: &TestPki, cert: Option<(&Path, &Path)>) -> CurlResult {
+    let curl = Curl::new(server, "localhost", "/", &pki.path("root.pem"));
+    match cert {
+        Some((cert, key)) => curl.cert(cert, key).run(),
+        None => curl.run(),
+    }
+}
+
+/// A client certificate (and its files) from a CA the server does not trust.
+fn stranger(pki: &TestPki, expired: bool) -> (PathBuf, PathBuf) {
+    let spec = |cn: &str, kind| {
+        let spec = CertSpec::new(cn, kind);
+        if expired {
+            spec.expired()
+        } else {
+            spec
+        }
+    };
+    let ca = Issued::self_signed(spec("Stranger CA", CertKind::RootCa)).expect("ca");
+    let client = ca
+        .issue(spec("stranger", CertKind::Client))
+        .expect("stranger");
+    pki.write_client("stranger", &client, &[])
+}
+
 #[test]
 fn valid_client_reaches_origin_with_all_seven_headers_matching_openssl() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "required",
-            Some(pki.path("bundle.pem")),
-        )],
-    );
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("required", Some("bundle.pem"), "", "");
     let client = TestPki::client(&pki.intermediate, "viewer-one");
     let (cert, key) = pki.write_client("viewer", &client, &[&pki.intermediate]);
     let leaf = pki.write("viewer-leaf.pem", &client.cert_pem);
@@ -100,41 +124,26 @@ fn valid_client_reaches_origin_with_all_seven_headers_matching_openssl() {
 
 #[test]
 fn required_mode_refuses_a_client_without_certificate() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "required",
-            Some(pki.path("bundle.pem")),
-        )],
-    );
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem")).run();
+    let OneSite {
+        pki,
+        origin,
+        server,
+    } = OneSite::start("required", Some("bundle.pem"), "", "");
+    let r = get(&server, &pki, None);
     assert_refused(&r, "certificate required");
     assert_eq!(origin.requests_served(), 0);
 }
 
 #[test]
 fn unknown_ca_and_expired_certificates_are_refused_with_their_alerts() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "required",
-            Some(pki.path("bundle.pem")),
-        )],
-    );
+    let OneSite {
+        pki,
+        origin,
+        server,
+    } = OneSite::start("required", Some("bundle.pem"), "", "");
 
-    let stranger_ca =
-        Issued::self_signed(CertSpec::new("Stranger CA", CertKind::RootCa)).expect("ca");
-    let stranger = TestPki::client(&stranger_ca, "stranger");
-    let (cert, key) = pki.write_client("stranger", &stranger, &[]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let (cert, key) = stranger(&pki, false);
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_refused(&r, "unknown ca");
 
     let expired = pki
@@ -142,9 +151,7 @@ fn unknown_ca_and_expired_certificates_are_refused_with_their_alerts() {
         .issue(CertSpec::new("old-viewer", CertKind::Client).expired())
         .expect("expired");
     let (cert, key) = pki.write_client("expired", &expired, &[&pki.intermediate]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_refused(&r, "certificate expired");
     assert_eq!(origin.requests_served(), 0);
 }
@@ -162,35 +169,21 @@ fn ignore_expiration_accepts_expired_chains_but_still_requires_a_trusted_issuer(
         .issue(CertSpec::new("old-viewer", CertKind::Client).expired())
         .expect("expired");
     let (cert, key) = pki.write_client("expired", &expired, &[&pki.intermediate]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_eq!(r.status, Some(200), "{r:?}");
 
-    let stranger_ca =
-        Issued::self_signed(CertSpec::new("Stranger CA", CertKind::RootCa).expired()).expect("ca");
-    let stranger = stranger_ca
-        .issue(CertSpec::new("stranger", CertKind::Client).expired())
-        .expect("stranger");
-    let (cert, key) = pki.write_client("stranger", &stranger, &[]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let (cert, key) = stranger(&pki, true);
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_refused(&r, "unknown ca");
 }
 
 #[test]
 fn chains_of_depth_four_are_accepted_and_depth_five_refused() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "required",
-            Some(pki.path("root.pem")),
-        )],
-    );
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("required", Some("root.pem"), "", "");
     // root -> intermediate -> second -> leaf: 4 certificates.
     let second = pki
         .intermediate
@@ -201,9 +194,7 @@ fn chains_of_depth_four_are_accepted_and_depth_five_refused() {
         .expect("second");
     let leaf4 = TestPki::client(&second, "depth-four");
     let (cert, key) = pki.write_client("depth4", &leaf4, &[&second, &pki.intermediate]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_eq!(r.status, Some(200), "{r:?}\n{}", server.log());
 
     // root -> intermediate -> second -> third -> leaf: 5 certificates.
@@ -215,25 +206,18 @@ fn chains_of_depth_four_are_accepted_and_depth_five_refused() {
         .expect("third");
     let leaf5 = TestPki::client(&third, "depth-five");
     let (cert, key) = pki.write_client("depth5", &leaf5, &[&third, &second, &pki.intermediate]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_refused(&r, "unknown ca");
 }
 
 #[test]
 fn optional_mode_accepts_no_certificate_and_refuses_an_invalid_one() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "optional",
-            Some(pki.path("bundle.pem")),
-        )],
-    );
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem")).run();
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
+    let r = get(&server, &pki, None);
     assert_eq!(r.status, Some(200), "{r:?}");
     assert_eq!(
         r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
@@ -251,20 +235,13 @@ fn optional_mode_accepts_no_certificate_and_refuses_an_invalid_one() {
         r.text()
     );
 
-    let stranger_ca =
-        Issued::self_signed(CertSpec::new("Stranger CA", CertKind::RootCa)).expect("ca");
-    let stranger = TestPki::client(&stranger_ca, "stranger");
-    let (cert, key) = pki.write_client("stranger", &stranger, &[]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let (cert, key) = stranger(&pki, false);
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_refused(&r, "unknown ca");
 
     let valid = TestPki::client(&pki.intermediate, "viewer");
     let (cert, key) = pki.write_client("valid", &valid, &[&pki.intermediate]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_eq!(r.status, Some(200));
     assert_eq!(
         r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
@@ -280,9 +257,7 @@ fn passthrough_forwards_a_self_signed_certificate_without_pem() {
     let own =
         Issued::self_signed(CertSpec::new("self-made", CertKind::Client)).expect("self-signed");
     let (cert, key) = pki.write_client("own", &own, &[]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_eq!(r.status, Some(200), "{r:?}\n{}", server.log());
     assert_eq!(
         r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
@@ -299,16 +274,11 @@ fn passthrough_forwards_a_self_signed_certificate_without_pem() {
 
 #[test]
 fn client_sent_viewer_cert_headers_never_reach_the_origin() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "optional",
-            Some(pki.path("bundle.pem")),
-        )],
-    );
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
     let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
         .args([
             "-H",
@@ -409,16 +379,11 @@ fn two_sites_by_sni_accept_only_their_own_clients() {
 
 #[test]
 fn tls12_clients_are_verified_the_same_way() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "required",
-            Some(pki.path("bundle.pem")),
-        )],
-    );
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("required", Some("bundle.pem"), "", "");
     let client = TestPki::client(&pki.intermediate, "viewer-tls12");
     let (cert, key) = pki.write_client("viewer", &client, &[&pki.intermediate]);
     let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
@@ -492,21 +457,14 @@ fn rsa_server_certificates_wildcard_names_and_alpn_work() {
 
 #[test]
 fn a_certificate_not_meant_for_clients_is_refused_as_unsupported() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let server = start(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "required",
-            Some(pki.path("bundle.pem")),
-        )],
-    );
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("required", Some("bundle.pem"), "", "");
     // A server certificate (EKU serverAuth only) from the trusted CA, used as a client cert.
     let (cert, key) = pki.write_client("server-as-client", &pki.server, &[&pki.intermediate]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_refused(&r, "unsupported certificate");
 }
 
@@ -519,9 +477,7 @@ fn only_the_configured_viewer_headers_are_forwarded() {
     let server = start(&pki, &[site]);
     let client = TestPki::client(&pki.intermediate, "picky");
     let (cert, key) = pki.write_client("picky", &client, &[&pki.intermediate]);
-    let r = Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
-        .cert(&cert, &key)
-        .run();
+    let r = get(&server, &pki, Some((&cert, &key)));
     assert_eq!(r.status, Some(200), "{r:?}");
     let mut names: Vec<String> = r
         .echoed_headers()
