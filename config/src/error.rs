@@ -104,6 +104,7 @@ impl<'a> IntoIterator for &'a ConfigErrors {
 pub(crate) struct Collector<'a> {
     config_file: &'a Path,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
 }
 
 impl<'a> Collector<'a> {
@@ -111,7 +112,19 @@ impl<'a> Collector<'a> {
         Self {
             config_file,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// Records a non-fatal problem, formatted like a [`ConfigError`].
+    pub(crate) fn warn(&mut self, file: &Path, key: &str, reason: impl AsRef<str>) {
+        self.warnings
+            .push(format!("{}: {key}: {}", file.display(), reason.as_ref()));
+    }
+
+    /// The warnings recorded so far, leaving none behind.
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Records a problem with a key of the configuration file itself.

@@ -4,16 +4,23 @@
 //! problems into [`ConfigErrors`]), loads the referenced certificates, keys
 //! and trust stores, resolves origins, and returns an immutable [`Snapshot`]
 //! for the data plane. [`parse_str`] does the same for in-memory TOML.
+//!
+//! [`revocation`] holds the revocation store formats (CloudFront
+//! KeyValueStore import JSON and plain text) and the CRL snapshot types.
 
 #![warn(missing_docs)]
 
+mod admin;
+mod crl;
 mod duration;
 mod error;
 mod load;
 mod model;
 mod origin;
+pub mod revocation;
 mod snapshot;
 mod sni;
+mod stores;
 mod syntax;
 mod validate;
 
@@ -23,9 +30,14 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
+pub use revocation::{
+    normalize_serial, parse_import_json, parse_serial_lines, serial_from_bytes, to_import_json,
+    to_serial_lines, CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot, StoreFormat,
+    MAX_KEY_BYTES, MAX_VALUE_BYTES,
+};
 pub use snapshot::{
-    ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin, PrivateKeyPem, ServerSettings,
-    SiteSnapshot, Snapshot, Timeouts, TrustAnchor,
+    AdminListen, AdminSettings, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
+    PrivateKeyPem, ServerSettings, SiteSnapshot, Snapshot, Timeouts, TrustAnchor,
 };
 
 /// Reads, parses and validates the configuration file at `path`, loading all

@@ -11,8 +11,28 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub(crate) server: RawServer,
+    pub(crate) admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub(crate) revocation_store: Vec<RawRevocationStore>,
     #[serde(default)]
     pub(crate) site: Vec<RawSite>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) listen: Option<String>,
+    pub(crate) unix_socket: Option<String>,
+}
+
+/// One `[[revocation_store]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRevocationStore {
+    pub(crate) name: String,
+    pub(crate) file: String,
+    pub(crate) format: Option<String>,
 }
 
 /// `[server]`.
@@ -76,4 +96,9 @@ pub(crate) struct RawMtls {
     pub(crate) advertise_ca_names: bool,
     pub(crate) max_chain_depth: Option<i64>,
     pub(crate) forward_headers: Option<Vec<String>>,
+    pub(crate) revocation_store: Option<String>,
+    #[serde(default)]
+    pub(crate) crls: Vec<String>,
+    pub(crate) crl_expired: Option<String>,
+    pub(crate) revoke_open_connections: Option<bool>,
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::revocation::{CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot};
 use crate::sni::SniIndex;
 
 /// A validated configuration with all referenced files loaded.
@@ -21,7 +22,12 @@ pub struct Snapshot {
     pub sites: Vec<Arc<SiteSnapshot>>,
     /// Index into `sites` of the site used when SNI is absent or unmatched.
     pub default_site: usize,
+    /// The admin listener from `[admin]`, if configured.
+    pub admin: Option<AdminSettings>,
+    /// Revocation stores in file order; `revocation_stores[i].index == i`.
+    pub revocation_stores: Vec<Arc<RevocationStoreSnapshot>>,
     pub(crate) sni: SniIndex,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Snapshot {
@@ -40,6 +46,29 @@ impl Snapshot {
         // `default_site < sites.len()` (a snapshot always has a site).
         &self.sites[index]
     }
+
+    /// Non-fatal problems found while loading (for example an expired CRL),
+    /// each formatted like a [`crate::ConfigError`]: `file: key: reason`.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// Where the admin listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminListen {
+    /// A loopback TCP address (`admin.listen`).
+    Tcp(SocketAddr),
+    /// A Unix domain socket path (`admin.unix_socket`), resolved relative
+    /// to the configuration file's directory.
+    Unix(PathBuf),
+}
+
+/// Settings from `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// The listener address.
+    pub listen: AdminListen,
 }
 
 /// Settings from `[server]`, with defaults applied.
@@ -246,6 +275,17 @@ pub struct MtlsSettings {
     pub max_chain_depth: u8,
     /// Which client-certificate headers are forwarded to the origin.
     pub forward: ForwardHeaders,
+    /// Index into `Snapshot::revocation_stores` of the store consulted for
+    /// client certificate serials, if any.
+    pub revocation_store: Option<usize>,
+    /// CRLs, each verified against a trust store CA, in configuration order
+    /// (a file holding several CRLs contributes several entries).
+    pub crls: Vec<Arc<CrlSnapshot>>,
+    /// What to do while a CRL is past its nextUpdate (default deny).
+    pub crl_expired: CrlExpiredPolicy,
+    /// Close open connections whose client certificate becomes revoked on
+    /// reload (default true).
+    pub revoke_open_connections: bool,
 }
 
 /// One CA certificate from a trust store.

@@ -1,14 +1,21 @@
 //! End-to-end tests: real files in temp dirs, certificates generated with rcgen.
 
+use std::collections::HashSet;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    IsCa, Issuer, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
+};
 use tempfile::TempDir;
 
-use crate::{load, parse_str, ConfigError, ConfigErrors, ForwardHeaders, MtlsMode, Snapshot};
+use crate::{
+    load, parse_str, AdminListen, AdminSettings, ConfigError, ConfigErrors, CrlExpiredPolicy,
+    ForwardHeaders, MtlsMode, Snapshot, StoreFormat,
+};
 
 /// Example configuration covering every key.
 const EXAMPLE: &str = r#"
@@ -30,6 +37,18 @@ max_header_bytes = 32768
 max_header_count = 50
 max_connections_per_worker = 123
 
+[admin]
+listen = "127.0.0.1:9901"
+
+[[revocation_store]]
+name = "viewers"
+file = "revoked.json"
+
+[[revocation_store]]
+name = "legacy_list-2.0"
+file = "stores/legacy.list"
+format = "text"
+
 [[site]]
 name = "example"
 server_names = ["Localhost", "*.example.com"]
@@ -44,6 +63,10 @@ ignore_expiration = true
 advertise_ca_names = true
 max_chain_depth = 3
 forward_headers = ["serial-number", "sha256", "pem"]
+revocation_store = "legacy_list-2.0"
+crls = ["crl/intermediate.crl", "crl/two.pem"]
+crl_expired = "allow"
+revoke_open_connections = false
 
 [[site]]
 name = "fallback"
@@ -56,9 +79,18 @@ origin = "http://[::1]"
 mode = "passthrough"
 "#;
 
+/// Contents of the example's `revoked.json`.
+const REVOKED_JSON: &str =
+    r#"{"data":[{"key":"0A","value":"stolen laptop"},{"key":"00:ff:01","value":""}]}"#;
+
+/// Contents of the example's `stores/legacy.list`.
+const LEGACY_LIST: &str = "# legacy list\n1234 left company\n\nABCD\n";
+
 /// Generated certificates written into a temp directory.
 struct Fixture {
     dir: TempDir,
+    /// The test CA (subject `CN=Portcullis Test CA`), able to sign CRLs.
+    ca: CertifiedIssuer<'static, KeyPair>,
     /// Leaf + CA PEM chain.
     chain_pem: String,
     ca_pem: String,
@@ -96,11 +128,33 @@ impl Fixture {
             ca_pem: ca.pem(),
             leaf_key_pem: leaf_key.serialize_pem(),
             non_ca_pem: non_ca.pem(),
+            ca,
         };
         fixture.write("certs/server.pem", &fixture.chain_pem);
         fixture.write("certs/server.key", &fixture.leaf_key_pem);
         fixture.write("certs/ca.pem", &fixture.ca_pem);
+        fixture.write("revoked.json", REVOKED_JSON);
+        fixture.write("stores/legacy.list", LEGACY_LIST);
+        fixture.write_bytes(
+            "crl/intermediate.crl",
+            crl(&fixture.ca, &[10, 0xff01], false).der(),
+        );
+        let two = format!(
+            "{}{}",
+            crl(&fixture.ca, &[1], false).pem().expect("crl pem"),
+            crl(&fixture.ca, &[], false).pem().expect("crl pem")
+        );
+        fixture.write("crl/two.pem", &two);
         fixture
+    }
+
+    fn write_bytes(&self, relative: &str, contents: &[u8]) -> PathBuf {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create dir");
+        }
+        fs::write(&path, contents).expect("write file");
+        path
     }
 
     fn path(&self, relative: &str) -> PathBuf {
@@ -108,12 +162,7 @@ impl Fixture {
     }
 
     fn write(&self, relative: &str, contents: &str) -> PathBuf {
-        let path = self.path(relative);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).expect("create dir");
-        }
-        fs::write(&path, contents).expect("write file");
-        path
+        self.write_bytes(relative, contents.as_bytes())
     }
 
     fn config_path(&self) -> PathBuf {
@@ -137,6 +186,60 @@ impl Fixture {
             Err(e) => panic!("unexpected errors:\n{e}"),
         }
     }
+}
+
+/// A CA issuer with the given common name and a fresh key.
+fn issuer(common_name: &str) -> Issuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    Issuer::new(params, KeyPair::generate().expect("ca key"))
+}
+
+/// A CRL signed by `issuer` revoking `serials`; valid for a day around now,
+/// or (when `expired`) issued two days ago with nextUpdate one day ago.
+fn crl(
+    issuer: &Issuer<'_, KeyPair>,
+    serials: &[u64],
+    expired: bool,
+) -> rcgen::CertificateRevocationList {
+    let now = time::OffsetDateTime::now_utc();
+    let (this_update, next_update) = if expired {
+        (now - time::Duration::days(2), now - time::Duration::days(1))
+    } else {
+        (
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        )
+    };
+    CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|&serial| RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: this_update,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(issuer)
+    .expect("sign crl")
+}
+
+/// Owned `(key, value)` pairs.
+fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// A minimal valid single-site config, with `site_extra` appended to `[[site]]`
@@ -247,6 +350,61 @@ fn example_config_loads_every_key() {
             ..ForwardHeaders::NONE
         }
     );
+    assert_eq!(mtls.revocation_store, Some(1));
+    assert_eq!(mtls.crl_expired, CrlExpiredPolicy::Allow);
+    assert!(!mtls.revoke_open_connections);
+    assert_eq!(mtls.crls.len(), 3);
+    let ca_der = pem::parse(&fx.ca_pem).unwrap().into_contents();
+    let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    let crl0 = &mtls.crls[0];
+    assert_eq!(crl0.path, fx.path("crl/intermediate.crl"));
+    assert_eq!(crl0.issuer_name_der, ca_cert.subject().as_raw());
+    assert!(
+        crl0.issuer_subject.contains("CN=Portcullis Test CA"),
+        "{}",
+        crl0.issuer_subject
+    );
+    let expected: HashSet<String> = ["a".to_owned(), "ff01".to_owned()].into();
+    assert_eq!(crl0.revoked_serials, expected);
+    let now = SystemTime::now();
+    assert!(crl0.this_update < now);
+    assert!(crl0.next_update.is_some_and(|next| next > now));
+    assert!(!crl0.is_expired(now));
+    for crl in &mtls.crls[1..] {
+        assert_eq!(crl.path, fx.path("crl/two.pem"));
+    }
+    assert_eq!(
+        mtls.crls[1].revoked_serials,
+        HashSet::from(["1".to_owned()])
+    );
+    assert!(mtls.crls[2].revoked_serials.is_empty());
+
+    assert_eq!(
+        snap.admin,
+        Some(AdminSettings {
+            listen: AdminListen::Tcp("127.0.0.1:9901".parse().unwrap())
+        })
+    );
+    assert_eq!(snap.revocation_stores.len(), 2);
+    let viewers = &snap.revocation_stores[0];
+    assert_eq!(viewers.index, 0);
+    assert_eq!(viewers.name, "viewers");
+    assert_eq!(viewers.path, fx.path("revoked.json"));
+    assert_eq!(viewers.format, StoreFormat::Json);
+    assert_eq!(
+        viewers.entries,
+        pairs(&[("a", "stolen laptop"), ("ff01", "")])
+    );
+    let legacy = &snap.revocation_stores[1];
+    assert_eq!(legacy.index, 1);
+    assert_eq!(legacy.name, "legacy_list-2.0");
+    assert_eq!(legacy.path, fx.path("stores/legacy.list"));
+    assert_eq!(legacy.format, StoreFormat::Text);
+    assert_eq!(
+        legacy.entries,
+        pairs(&[("1234", "left company"), ("abcd", "")])
+    );
+    assert!(snap.warnings().is_empty(), "{:?}", snap.warnings());
 
     let fallback = &snap.sites[1];
     assert!(fallback.is_default);
@@ -261,6 +419,10 @@ fn example_config_loads_every_key() {
     assert!(!fallback.mtls.advertise_ca_names);
     assert_eq!(fallback.mtls.max_chain_depth, 4);
     assert_eq!(fallback.mtls.forward, ForwardHeaders::default());
+    assert_eq!(fallback.mtls.revocation_store, None);
+    assert!(fallback.mtls.crls.is_empty());
+    assert_eq!(fallback.mtls.crl_expired, CrlExpiredPolicy::Deny);
+    assert!(fallback.mtls.revoke_open_connections);
 }
 
 #[test]
@@ -280,6 +442,14 @@ fn defaults_are_applied() {
     assert_eq!(snap.default_site, 0);
     assert!(snap.sites[0].is_default);
     assert_eq!(snap.sites[0].origin.authority, "127.0.0.1:8080");
+    assert_eq!(snap.admin, None);
+    assert!(snap.revocation_stores.is_empty());
+    assert!(snap.warnings().is_empty());
+    let mtls = &snap.sites[0].mtls;
+    assert_eq!(mtls.revocation_store, None);
+    assert!(mtls.crls.is_empty());
+    assert_eq!(mtls.crl_expired, CrlExpiredPolicy::Deny);
+    assert!(mtls.revoke_open_connections);
     let zero_workers = fx.snapshot(&minimal("workers = 0", "", ""));
     assert_eq!(zero_workers.server.workers, expected_workers);
 }
@@ -664,4 +834,345 @@ fn relative_paths_use_config_directory_and_absolute_paths_stay() {
     );
     assert_eq!(snap.sites[0].private_key_path, absolute_key);
     assert_eq!(snap.source, nested);
+}
+
+/// `minimal` with one revocation store `name = "s"` reading `file`.
+fn with_store(file: &str, store_extra: &str, mtls_extra: &str) -> String {
+    minimal(
+        &format!("[[revocation_store]]\nname = \"s\"\nfile = \"{file}\"\n{store_extra}"),
+        "",
+        mtls_extra,
+    )
+}
+
+#[test]
+fn store_format_defaults_by_extension_and_empty_stores_load() {
+    let fx = Fixture::new();
+    fx.write("empty.json", "");
+    fx.write("empty2.JSON", "{\"data\":[]}");
+    fx.write("empty.txt", "\n# nothing\n");
+    for (file, format) in [
+        ("empty.json", StoreFormat::Json),
+        ("empty2.JSON", StoreFormat::Json),
+        ("empty.txt", StoreFormat::Text),
+    ] {
+        let snap = fx.snapshot(&with_store(file, "", "revocation_store = \"s\""));
+        let store = &snap.revocation_stores[0];
+        assert_eq!(store.format, format, "{file}");
+        assert!(store.entries.is_empty(), "{file}");
+        assert_eq!(snap.sites[0].mtls.revocation_store, Some(0));
+    }
+    // An explicit format wins over the extension; duplicates: last wins.
+    fx.write("list.json", "0a first\n00:0A second\n");
+    let snap = fx.snapshot(&with_store("list.json", "format = \"text\"", ""));
+    assert_eq!(snap.revocation_stores[0].entries, pairs(&[("a", "second")]));
+}
+
+#[test]
+fn bad_json_entries_are_all_reported() {
+    let fx = Fixture::new();
+    let path = fx.write(
+        "bad.json",
+        r#"{"data":[{"key":"01","value":"ok"},{"key":"xyz","value":""},{"key":"0x12","value":""}]}"#,
+    );
+    let errors = fx.errors(&with_store("bad.json", "", ""));
+    assert_eq!(errors.len(), 2, "{errors}");
+    for e in &errors {
+        assert_eq!(e.file, path);
+        assert_eq!(e.key, "revocation_store[0].file");
+    }
+    assert!(
+        errors.0[0]
+            .reason
+            .starts_with("data[1].key: \"xyz\" is not a hexadecimal serial number"),
+        "{}",
+        errors.0[0].reason
+    );
+    assert!(
+        errors.0[1].reason.starts_with("data[2].key: "),
+        "{}",
+        errors.0[1].reason
+    );
+
+    fx.write("broken.json", "{\"data\": [");
+    let errors = fx.errors(&with_store("broken.json", "", ""));
+    let e = find(&errors, "revocation_store[0].file");
+    assert!(e.reason.starts_with("invalid JSON"), "{}", e.reason);
+}
+
+#[test]
+fn bad_text_lines_are_reported_with_line_numbers() {
+    let fx = Fixture::new();
+    let path = fx.write("bad.txt", "# header\n01\n\nnot-a-serial because\n02\n:\n");
+    let errors = fx.errors(&with_store("bad.txt", "", ""));
+    assert_eq!(errors.len(), 2, "{errors}");
+    assert!(errors
+        .iter()
+        .all(|e| e.file == path && e.key == "revocation_store[0].file"));
+    assert!(
+        errors.0[0].reason.starts_with("line 4: "),
+        "{}",
+        errors.0[0].reason
+    );
+    assert!(
+        errors.0[1].reason.starts_with("line 6: "),
+        "{}",
+        errors.0[1].reason
+    );
+}
+
+#[test]
+fn keys_and_values_over_the_limits() {
+    let fx = Fixture::new();
+    let long_key = "0".repeat(crate::MAX_KEY_BYTES + 1);
+    let long_value = "v".repeat(crate::MAX_VALUE_BYTES + 1);
+    fx.write(
+        "limits.json",
+        &format!(
+            r#"{{"data":[{{"key":"{long_key}","value":""}},{{"key":"1","value":"{long_value}"}},{{"key":"{}","value":"{}"}}]}}"#,
+            "0".repeat(crate::MAX_KEY_BYTES),
+            "v".repeat(crate::MAX_VALUE_BYTES)
+        ),
+    );
+    let errors = fx.errors(&with_store("limits.json", "", ""));
+    assert_eq!(errors.len(), 2, "{errors}");
+    assert!(
+        errors.0[0].reason.starts_with("data[0].key: "),
+        "{}",
+        errors.0[0].reason
+    );
+    assert!(errors.0[0].reason.contains("512"), "{}", errors.0[0].reason);
+    assert!(
+        errors.0[1].reason.starts_with("data[1].value: "),
+        "{}",
+        errors.0[1].reason
+    );
+    assert!(
+        errors.0[1].reason.contains("1024"),
+        "{}",
+        errors.0[1].reason
+    );
+
+    fx.write("limits.txt", &format!("{long_key}\n1 {long_value}\n"));
+    let errors = fx.errors(&with_store("limits.txt", "", ""));
+    assert_eq!(errors.len(), 2, "{errors}");
+    assert!(
+        errors.0[0].reason.starts_with("line 1: "),
+        "{}",
+        errors.0[0].reason
+    );
+    assert!(
+        errors.0[1].reason.starts_with("line 2: value is 1025"),
+        "{}",
+        errors.0[1].reason
+    );
+}
+
+#[test]
+fn store_definition_errors() {
+    let fx = Fixture::new();
+    let stores = "[[revocation_store]]\nname = \"a b\"\nfile = \"revoked.json\"\n\
+        [[revocation_store]]\nname = \"ok\"\nfile = \"revoked.json\"\nformat = \"csv\"\n\
+        [[revocation_store]]\nname = \"ok\"\nfile = \"missing.json\"\n\
+        [[revocation_store]]\nname = \"\"\nfile = \"revoked.json\"\n";
+    let errors = fx.errors(&minimal(stores, "", "revocation_store = \"ok\""));
+    for key in [
+        "revocation_store[0].name",
+        "revocation_store[1].format",
+        "revocation_store[2].name",
+        "revocation_store[2].file",
+        "revocation_store[3].name",
+    ] {
+        find(&errors, key);
+    }
+    assert!(find(&errors, "revocation_store[2].name")
+        .reason
+        .contains("revocation_store[1]"));
+    assert_eq!(
+        find(&errors, "revocation_store[2].file").file,
+        fx.path("missing.json")
+    );
+    assert_eq!(errors.len(), 5, "{errors}");
+
+    let errors = fx.errors(&minimal("[[revocation_store]]\nname = \"x\"\n", "", ""));
+    find(&errors, "revocation_store[0].file");
+}
+
+#[test]
+fn unknown_revocation_store_name() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&with_store(
+        "revoked.json",
+        "",
+        "revocation_store = \"nope\"",
+    ));
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = find(&errors, "site[0].mtls.revocation_store");
+    assert_eq!(e.file, fx.config_path());
+    assert!(e.reason.contains("\"nope\""), "{}", e.reason);
+    let errors = fx.errors(&minimal("", "", "revocation_store = \"nope\""));
+    find(&errors, "site[0].mtls.revocation_store");
+}
+
+#[test]
+fn crl_with_unknown_issuer() {
+    let fx = Fixture::new();
+    let path = fx.write_bytes("crl/other.crl", crl(&issuer("Other CA"), &[1], false).der());
+    let errors = fx.errors(&minimal(
+        "",
+        "",
+        "crls = [\"crl/intermediate.crl\", \"crl/other.crl\"]",
+    ));
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = find(&errors, "site[0].mtls.crls[1]");
+    assert_eq!(e.file, path);
+    assert!(
+        e.reason
+            .contains("issuer CN=Other CA is not in the trust store"),
+        "{}",
+        e.reason
+    );
+}
+
+#[test]
+fn crl_with_bad_signature() {
+    let fx = Fixture::new();
+    // Same issuer name as the trust store CA, different key.
+    let impostor = issuer("Portcullis Test CA");
+    let pem = crl(&impostor, &[1], false).pem().unwrap();
+    let path = fx.write("crl/forged.pem", &pem);
+    let errors = fx.errors(&minimal("", "", "crls = [\"crl/forged.pem\"]"));
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = find(&errors, "site[0].mtls.crls[0]");
+    assert_eq!(e.file, path);
+    assert!(e.reason.contains("signature"), "{}", e.reason);
+
+    // Tampering with a genuine CRL also breaks its signature.
+    let mut der = crl(&fx.ca, &[0x42], false).der().to_vec();
+    let at = der.len() - 1;
+    der[at] ^= 0x01;
+    fx.write_bytes("crl/tampered.crl", &der);
+    let errors = fx.errors(&minimal("", "", "crls = [\"crl/tampered.crl\"]"));
+    assert!(find(&errors, "site[0].mtls.crls[0]")
+        .reason
+        .contains("signature"));
+}
+
+#[test]
+fn crl_file_problems() {
+    let fx = Fixture::new();
+    let text = fx.write("crl/text.pem", &fx.ca_pem);
+    fx.write("crl/garbage.crl", "\x30\x03\x02\x01\x01");
+    let errors = fx.errors(&minimal(
+        "",
+        "",
+        "crls = [\"crl/text.pem\", \"crl/garbage.crl\", \"crl/missing.crl\", \"\"]\ncrl_expired = \"warn\"",
+    ));
+    let e = find(&errors, "site[0].mtls.crls[0]");
+    assert_eq!(e.file, text);
+    assert!(e.reason.contains("X509 CRL"), "{}", e.reason);
+    assert!(find(&errors, "site[0].mtls.crls[1]")
+        .reason
+        .contains("cannot be parsed"));
+    assert_eq!(
+        find(&errors, "site[0].mtls.crls[2]").file,
+        fx.path("crl/missing.crl")
+    );
+    assert_eq!(find(&errors, "site[0].mtls.crls[3]").file, fx.config_path());
+    find(&errors, "site[0].mtls.crl_expired");
+    assert_eq!(errors.len(), 5, "{errors}");
+}
+
+#[test]
+fn crl_round_trip_and_expiry_warning() {
+    let fx = Fixture::new();
+    let revoked = [0x0102_0304_u64, 0xAB];
+    fx.write(
+        "crl/expired.pem",
+        &crl(&fx.ca, &revoked, true).pem().unwrap(),
+    );
+    let snap = fx.snapshot(&minimal("", "", "crls = [\"crl/expired.pem\"]"));
+    let mtls = &snap.sites[0].mtls;
+    assert_eq!(mtls.crl_expired, CrlExpiredPolicy::Deny);
+    let crl = &mtls.crls[0];
+    assert_eq!(
+        crl.revoked_serials,
+        HashSet::from(["1020304".to_owned(), "ab".to_owned()])
+    );
+    let now = SystemTime::now();
+    assert!(crl.is_expired(now));
+    let next = crl.next_update.unwrap();
+    assert!(!crl.is_expired(next - Duration::from_secs(1)));
+    assert!(crl.this_update < next);
+    assert_eq!(snap.warnings().len(), 1, "{:?}", snap.warnings());
+    let warning = &snap.warnings()[0];
+    assert!(
+        warning.starts_with(&format!(
+            "{}: site[0].mtls.crls[0]: ",
+            fx.path("crl/expired.pem").display()
+        )),
+        "{warning}"
+    );
+    assert!(warning.contains("expired"), "{warning}");
+    assert!(warning.contains("CN=Portcullis Test CA"), "{warning}");
+}
+
+#[test]
+fn admin_listen_must_be_loopback() {
+    let fx = Fixture::new();
+    for addr in [
+        "0.0.0.0:9901",
+        "192.168.1.1:9901",
+        "[::]:9901",
+        "localhost:9901",
+    ] {
+        let errors = fx.errors(&minimal(&format!("[admin]\nlisten = \"{addr}\""), "", ""));
+        assert_eq!(errors.len(), 1, "{errors}");
+        assert_eq!(
+            find(&errors, "admin.listen").file,
+            fx.config_path(),
+            "{addr}"
+        );
+    }
+    let snap = fx.snapshot(&minimal("[admin]\nlisten = \"[::1]:0\"", "", ""));
+    assert_eq!(
+        snap.admin.map(|a| a.listen),
+        Some(AdminListen::Tcp("[::1]:0".parse().unwrap()))
+    );
+    let snap = fx.snapshot(&minimal(
+        "[admin]\nunix_socket = \"run/admin.sock\"",
+        "",
+        "",
+    ));
+    assert_eq!(
+        snap.admin.map(|a| a.listen),
+        Some(AdminListen::Unix(fx.path("run/admin.sock")))
+    );
+}
+
+#[test]
+fn admin_needs_exactly_one_listener() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&minimal(
+        "[admin]\nlisten = \"127.0.0.1:9901\"\nunix_socket = \"a.sock\"",
+        "",
+        "",
+    ));
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = find(&errors, "admin");
+    assert!(e.reason.contains("both"), "{}", e.reason);
+    let errors = fx.errors(&minimal("[admin]\n", "", ""));
+    find(&errors, "admin");
+    let errors = fx.errors(&minimal("[admin]\nport = 1\n", "", ""));
+    find(&errors, "admin.port");
+}
+
+#[test]
+fn serial_normalisation_matches_crl_serials() {
+    assert_eq!(crate::normalize_serial("00:0A:bC").unwrap(), "abc");
+    assert_eq!(crate::normalize_serial("0").unwrap(), "0");
+    assert_eq!(crate::normalize_serial("00").unwrap(), "0");
+    assert!(crate::normalize_serial("0x12").is_err());
+    assert!(crate::normalize_serial("").is_err());
+    assert_eq!(crate::serial_from_bytes(&1u64.to_be_bytes()), "1");
 }

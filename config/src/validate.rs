@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::validate_admin;
 use crate::duration::parse_duration;
-use crate::error::{Collector, ConfigErrors};
+use crate::error::{Collector, ConfigErrors, DOCUMENT_KEY};
 use crate::load::{load_certificate_chain, load_private_key, load_trust_store};
 use crate::model::{RawConfig, RawLimits, RawMtls, RawServer, RawSite, RawTimeouts};
 use crate::origin::load_origin;
@@ -19,6 +20,7 @@ use crate::snapshot::{
     Timeouts,
 };
 use crate::sni::{normalize_server_name, SniIndex};
+use crate::stores::{validate_revocation_stores, validate_site_revocation, StoreNames};
 
 /// Default and bounds of `max_chain_depth`.
 const MAX_CHAIN_DEPTH: u8 = 4;
@@ -32,6 +34,12 @@ pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, Co
     };
 
     let server = validate_server(&raw.server, &mut c);
+    let admin = raw
+        .admin
+        .as_ref()
+        .map(|admin| validate_admin(admin, &base_dir, &mut c));
+    let (stores, store_names) =
+        validate_revocation_stores(&raw.revocation_store, &base_dir, &mut c);
 
     if raw.site.is_empty() {
         c.config("site", "at least one [[site]] is required");
@@ -44,7 +52,10 @@ pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, Co
         .site
         .iter()
         .enumerate()
-        .map(|(index, site)| validate_site(site, index, index == default_site, &base_dir, &mut c))
+        .map(|(index, site)| {
+            let is_default = index == default_site;
+            validate_site(site, index, is_default, &base_dir, &store_names, &mut c)
+        })
         .collect();
 
     if !c.is_empty() {
@@ -55,11 +66,21 @@ pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, Co
         .flatten()
         .map(Arc::new)
         .collect::<Vec<_>>();
-    if sites.len() != raw.site.len() || sites.is_empty() {
-        // Unreachable: every `None` site recorded an error above.
+    let revocation_stores = stores
+        .into_iter()
+        .flatten()
+        .map(Arc::new)
+        .collect::<Vec<_>>();
+    let admin_failed = matches!(admin, Some(None));
+    if sites.len() != raw.site.len()
+        || sites.is_empty()
+        || revocation_stores.len() != raw.revocation_store.len()
+        || admin_failed
+    {
+        // Unreachable: every `None` above recorded an error.
         c.config(
-            "site",
-            "internal error: site failed to load without a reported reason",
+            DOCUMENT_KEY,
+            "internal error: a setting failed to load without a reported reason",
         );
         return Err(c.into_errors());
     }
@@ -68,7 +89,10 @@ pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, Co
         server,
         sites,
         default_site,
+        admin: admin.flatten(),
+        revocation_stores,
         sni,
+        warnings: c.take_warnings(),
     })
 }
 
@@ -311,7 +335,12 @@ fn build_sni_index(sites: &[RawSite], default_site: usize, c: &mut Collector<'_>
 }
 
 /// Resolves a configured file path relative to the config directory.
-fn resolve_path(base_dir: &Path, value: &str, key: &str, c: &mut Collector<'_>) -> Option<PathBuf> {
+pub(crate) fn resolve_path(
+    base_dir: &Path,
+    value: &str,
+    key: &str,
+    c: &mut Collector<'_>,
+) -> Option<PathBuf> {
     if value.trim().is_empty() {
         c.config(key, "path must not be empty");
         return None;
@@ -324,6 +353,7 @@ fn validate_site(
     index: usize,
     is_default: bool,
     base_dir: &Path,
+    stores: &StoreNames,
     c: &mut Collector<'_>,
 ) -> Option<SiteSnapshot> {
     let prefix = format!("site[{index}]");
@@ -346,7 +376,7 @@ fn validate_site(
         .map_err(|reason| c.config(format!("{prefix}.origin"), reason))
         .ok();
 
-    let mtls = validate_mtls(&raw.mtls, &prefix, base_dir, c);
+    let mtls = validate_mtls(&raw.mtls, &prefix, base_dir, stores, c);
 
     let server_names = raw
         .server_names
@@ -373,6 +403,7 @@ fn validate_mtls(
     raw: &RawMtls,
     prefix: &str,
     base_dir: &Path,
+    stores: &StoreNames,
     c: &mut Collector<'_>,
 ) -> Option<MtlsSettings> {
     let mode = MtlsMode::parse(raw.mode.trim());
@@ -442,6 +473,9 @@ fn validate_mtls(
         }
     };
 
+    let revocation =
+        validate_site_revocation(raw, prefix, base_dir, trust_store.as_deref(), stores, c)?;
+
     Some(MtlsSettings {
         mode: mode?,
         trust_store_path,
@@ -450,5 +484,9 @@ fn validate_mtls(
         advertise_ca_names: raw.advertise_ca_names,
         max_chain_depth: max_chain_depth?,
         forward,
+        revocation_store: revocation.revocation_store,
+        crls: revocation.crls,
+        crl_expired: revocation.crl_expired,
+        revoke_open_connections: revocation.revoke_open_connections,
     })
 }

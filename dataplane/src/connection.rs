@@ -7,7 +7,7 @@ use monoio::net::TcpStream;
 use portcullis_config::MtlsMode;
 
 use crate::proxy::{self, Exchange};
-use crate::tls::{SiteTls, TlsError, TlsSnapshot, TlsStream};
+use crate::tls::{OpenIdentity, SiteTls, TlsError, TlsSnapshot, TlsStream};
 use crate::viewer_cert::{render_headers, ViewerCertInfo};
 use crate::worker::ActiveGuard;
 
@@ -57,6 +57,13 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
         version = tls.ssl().version_str(),
         "handshake accepted"
     );
+    let identity = (site.config.mtls.revoke_open_connections
+        && site.policy.mode != MtlsMode::Passthrough)
+        .then(|| {
+            let record = TlsSnapshot::chain_record_of(tls.ssl());
+            OpenIdentity::of(tls.ssl(), record, site.revocation.clone())
+        })
+        .flatten();
     let exchange = Exchange {
         server: &snapshot.config.server,
         origin: &site.config.origin,
@@ -64,6 +71,8 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
         viewer_headers: &viewer_headers,
         pool: &worker.pool,
         shutdown: &worker.shutdown,
+        revocations: &worker.revocations,
+        identity: identity.as_ref(),
     };
     if let Err(e) = proxy::serve(&mut tls, &exchange).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -5,13 +5,17 @@
 //! site's policy ([`tls`]), [`proxy`] forwards requests to the origin ([`origin_pool`]) with
 //! the viewer-cert headers ([`viewer_cert`]).
 
+pub mod admin;
+pub mod admin_backend;
 pub mod connection;
 pub mod demo;
 pub mod demo_origin;
 pub mod http;
+pub mod notify;
 pub mod origin_pool;
 pub mod pki;
 pub mod proxy;
+pub mod revocation;
 pub mod run;
 pub mod server;
 pub mod shutdown;

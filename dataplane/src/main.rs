@@ -1,4 +1,5 @@
-//! The `portcullis` command: run the data plane, check a configuration, or run the demo.
+//! The `portcullis` command: run the data plane, check a configuration, run the demo, or
+//! revoke and unrevoke certificates through the admin API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use portcullis::admin::{client, AdminTarget};
 
 /// Portcullis: a viewer-mTLS edge data plane.
 #[derive(Debug, Parser)]
@@ -38,6 +40,31 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
     },
+    /// Revoke a client certificate serial through a running data plane's admin API.
+    Revoke {
+        /// The admin API: `127.0.0.1:9901` or `unix:/path/to/admin.sock`.
+        #[arg(long)]
+        admin: AdminTarget,
+        /// The revocation store.
+        #[arg(long)]
+        store: String,
+        /// The certificate serial (as given; the server normalises it).
+        serial: String,
+        /// Why the certificate is revoked (stored as the entry's value).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Remove a client certificate serial's revocation through the admin API.
+    Unrevoke {
+        /// The admin API: `127.0.0.1:9901` or `unix:/path/to/admin.sock`.
+        #[arg(long)]
+        admin: AdminTarget,
+        /// The revocation store.
+        #[arg(long)]
+        store: String,
+        /// The certificate serial (as given; the server normalises it).
+        serial: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +80,17 @@ fn main() -> ExitCode {
         Command::Run { config } => portcullis::run::run(config).map_err(anyhow::Error::from),
         Command::Check { config } => check(config),
         Command::Demo { dir, listen } => demo(dir, listen),
+        Command::Revoke {
+            admin,
+            store,
+            serial,
+            reason,
+        } => admin_call(&admin, "PUT", &store, &serial, reason.as_bytes()),
+        Command::Unrevoke {
+            admin,
+            store,
+            serial,
+        } => admin_call(&admin, "DELETE", &store, &serial, b""),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,8 +102,11 @@ fn main() -> ExitCode {
 }
 
 fn check(config: PathBuf) -> anyhow::Result<()> {
-    let snapshot = portcullis::run::load(&config)
+    let (snapshot, _) = portcullis::run::load(&config)
         .map_err(|errors| anyhow::anyhow!("{} has errors:\n{errors}", config.display()))?;
+    for warning in snapshot.config.warnings() {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{}: OK ({} site(s), {} worker(s))",
         config.display(),
@@ -79,5 +120,27 @@ fn demo(dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     let demo = portcullis::demo::Demo::prepare(&dir, listen).context("preparing the demo")?;
     eprintln!("{}", demo.instructions(listen));
     portcullis::run::run(demo.config_path.clone())?;
+    Ok(())
+}
+
+/// Sends one revocation request to the admin API and prints the JSON answer; a non-2xx
+/// status is an error carrying the server's message.
+fn admin_call(
+    admin: &AdminTarget,
+    method: &str,
+    store: &str,
+    serial: &str,
+    body: &[u8],
+) -> anyhow::Result<()> {
+    let path = client::revocation_path(store, serial);
+    let (status, response) = client::request(admin, method, &path, body)
+        .with_context(|| format!("{method} {path} on {admin}"))?;
+    if !(200..300).contains(&status) {
+        anyhow::bail!(
+            "{method} {path} on {admin}: HTTP {status}: {}",
+            client::error_message(&response)
+        );
+    }
+    println!("{}", response.trim_end());
     Ok(())
 }

@@ -313,6 +313,38 @@ impl Issued {
         Ok(Issued::assemble(cert, params, key))
     }
 
+    /// A CRL signed by this CA listing `revoked` certificates, valid from `this_update` until
+    /// `next_update` (which may lie in the past, to make an expired CRL). PEM encoded.
+    pub fn crl(
+        &self,
+        revoked: &[&Issued],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<String, PkiError> {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from_slice(&random_serial()?),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|cert| rcgen::RevokedCertParams {
+                    serial_number: cert
+                        .params
+                        .serial_number
+                        .clone()
+                        .unwrap_or_else(|| SerialNumber::from_slice(&[0])),
+                    revocation_time: this_update,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        Ok(params.signed_by(&issuer)?.pem()?)
+    }
+
     fn assemble(cert: rcgen::Certificate, params: CertificateParams, key: KeyPair) -> Issued {
         Issued {
             cert_pem: cert.pem(),

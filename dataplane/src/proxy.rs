@@ -14,9 +14,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use portcullis_config::{Origin, ServerSettings};
 
 use crate::http::{self, BodyFraming, ChunkedDecoder, HttpError, RequestHead};
+use crate::notify::LocalNotify;
 use crate::origin_pool::{ConnectError, OriginConn, OriginPool};
 use crate::shutdown::Shutdown;
-use crate::tls::TlsStream;
+use crate::tls::{OpenIdentity, TlsStream};
 
 /// Size of the buffers that carry bodies and response heads.
 const BODY_BUFFER: usize = 64 * 1024;
@@ -38,6 +39,10 @@ pub struct Exchange<'a> {
     pub pool: &'a OriginPool,
     /// The worker's shutdown notification.
     pub shutdown: &'a Shutdown,
+    /// The worker's notification of revocation changes.
+    pub revocations: &'a LocalNotify,
+    /// The client's certificate identity, when open connections are to be cut on revocation.
+    pub identity: Option<&'a OpenIdentity>,
 }
 
 /// Whether the client connection can carry another request.
@@ -65,6 +70,13 @@ where
             }
         };
         first = false;
+        if x.identity
+            .is_some_and(OpenIdentity::revoked_since_last_check)
+        {
+            tracing::info!("client certificate revoked on an open connection; closing");
+            tls.write_all(http::error_response(403)).await?;
+            return Ok(());
+        }
         if forward(tls, &head, x, &mut buffers).await? == Next::Close {
             return Ok(());
         }
@@ -166,6 +178,7 @@ where
     let limits = &x.server.limits;
     let timeouts = &x.server.timeouts;
     let mut deadline: Option<Instant> = None;
+    let mut idle_deadline: Option<Instant> = None;
     loop {
         if !client.is_empty() {
             match http::parse_request_head(client.data(), limits.max_header_count) {
@@ -182,20 +195,40 @@ where
             if x.shutdown.is_fired() {
                 return Ok(HeadOutcome::Closed);
             }
-            if first {
+            let limit = if first {
                 timeouts.header_read
             } else {
                 timeouts.idle_keepalive
-            }
+            };
+            let at = *idle_deadline.get_or_insert_with(|| Instant::now() + limit);
+            at.saturating_duration_since(Instant::now())
         } else {
             let at = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header_read);
             at.saturating_duration_since(Instant::now())
         };
         let spare = client.spare();
         let read = if idle {
+            let revocation_news = x.revocations.changed_since(x.revocations.generation());
+            let revoked = async {
+                match x.identity {
+                    Some(identity) => {
+                        revocation_news.await;
+                        identity.revoked_since_last_check()
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             monoio::select! {
                 r = monoio::time::timeout(wait, tls.read(spare)) => r,
                 _ = x.shutdown.wait() => return Ok(HeadOutcome::Closed),
+                revoked = revoked => {
+                    if revoked {
+                        tracing::info!("client certificate revoked on an idle connection; closing");
+                        return Ok(HeadOutcome::Closed);
+                    }
+                    // Revocation data changed without touching this client: keep waiting.
+                    continue;
+                }
             }
         } else {
             monoio::time::timeout(wait, tls.read(spare)).await

@@ -9,6 +9,8 @@ use portcullis_config::ConfigErrors;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::admin::{self, AdminServer, RevocationAdmin};
+use crate::revocation::RevocationState;
 use crate::server::{Server, StartError};
 use crate::tls::TlsSnapshot;
 
@@ -24,33 +26,63 @@ pub enum RunError {
     /// Signal handlers could not be installed.
     #[error("signal handling: {0}")]
     Signals(std::io::Error),
+    /// The admin API could not listen.
+    #[error("admin API: {0}")]
+    Admin(std::io::Error),
 }
 
 /// Loads and fully checks a configuration: parsing, files, and every site's TLS context.
-pub fn load(path: &Path) -> Result<TlsSnapshot, ConfigErrors> {
-    let config = portcullis_config::load(path)?;
-    TlsSnapshot::build(Arc::new(config))
+/// Returns the revocation state it was checked with, for a first start.
+pub fn load(path: &Path) -> Result<(TlsSnapshot, Arc<RevocationState>), ConfigErrors> {
+    let config = Arc::new(portcullis_config::load(path)?);
+    let revocation = RevocationState::new(&config);
+    let tls = TlsSnapshot::build(config, &revocation)?;
+    Ok((tls, revocation))
+}
+
+/// Reloads the configuration into a running server: the new snapshot is fully built before
+/// anything changes, so a bad one leaves the running configuration in place.
+fn reload(
+    path: &Path,
+    server: &Server,
+    revocation: &Arc<RevocationState>,
+) -> Result<(), ConfigErrors> {
+    let config = Arc::new(portcullis_config::load(path)?);
+    let tls = TlsSnapshot::build(Arc::clone(&config), revocation)?;
+    revocation.reload(&config);
+    server.swap(tls);
+    Ok(())
 }
 
 /// Runs until SIGTERM or SIGINT, then drains and returns. Once every worker listens, one line
 /// `listening on https://ADDR` per address and then `ready` are printed on standard output.
 pub fn run(config_path: PathBuf) -> Result<(), RunError> {
-    let snapshot = load(&config_path)?;
+    let (snapshot, revocation) = load(&config_path)?;
+    for warning in snapshot.config.warnings() {
+        tracing::warn!("{warning}");
+    }
     // Install handlers before the workers start, so an early SIGTERM is not fatal.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
     if !monoio::utils::detect_uring() {
         tracing::warn!("io_uring is not available here; workers fall back to epoll");
     }
+    let admin = match &snapshot.config.admin {
+        Some(settings) => {
+            let backend: Arc<dyn RevocationAdmin> = Arc::clone(&revocation) as _;
+            let server =
+                admin::server::start(&settings.listen, backend).map_err(RunError::Admin)?;
+            tracing::info!(listen = ?settings.listen, "admin API listening");
+            Some(server)
+        }
+        None => None,
+    };
     let workers = snapshot.config.server.workers;
-    let mut server = Server::start(snapshot)?;
-    announce(&server, workers);
+    let mut server = Server::start(snapshot, Arc::clone(&revocation))?;
+    announce(&server, admin.as_ref(), workers);
     for signal in signals.forever() {
         match signal {
-            SIGHUP => match load(&config_path) {
-                Ok(snapshot) => {
-                    server.swap(snapshot);
-                    tracing::info!(config = %config_path.display(), "configuration reloaded");
-                }
+            SIGHUP => match reload(&config_path, &server, &revocation) {
+                Ok(()) => tracing::info!(config = %config_path.display(), "configuration reloaded"),
                 Err(errors) => {
                     tracing::error!(config = %config_path.display(), %errors, "reload refused; the running configuration stays");
                 }
@@ -59,16 +91,20 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
         }
     }
     tracing::info!("shutting down: draining connections");
+    drop(admin);
     server.stop();
     server.join();
     tracing::info!("stopped");
     Ok(())
 }
 
-fn announce(server: &Server, workers: usize) {
+fn announce(server: &Server, admin: Option<&AdminServer>, workers: usize) {
     let mut out = std::io::stdout().lock();
     for addr in server.local_addrs() {
         let _ = writeln!(out, "listening on https://{addr}");
+    }
+    if let Some(addr) = admin.and_then(AdminServer::local_addr) {
+        let _ = writeln!(out, "admin on http://{addr}");
     }
     tracing::info!(workers, "ready");
     let _ = writeln!(out, "ready");

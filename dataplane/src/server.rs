@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::revocation::RevocationState;
 use crate::tls::TlsSnapshot;
 use crate::worker::{self, Shared};
 
@@ -37,7 +38,7 @@ pub struct Server {
 
 impl Server {
     /// Starts the configured number of workers and returns once all of them listen.
-    pub fn start(tls: TlsSnapshot) -> Result<Self, StartError> {
+    pub fn start(tls: TlsSnapshot, revocation: Arc<RevocationState>) -> Result<Self, StartError> {
         let settings = tls.config.server.clone();
         // Port 0 means "any": pick one port now so that every worker's SO_REUSEPORT listener
         // joins the same group. The reserving socket is bound but never listens, so it never
@@ -57,6 +58,7 @@ impl Server {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(tls),
             stop: Arc::new(AtomicBool::new(false)),
+            revocation,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(settings.workers);

@@ -1,26 +1,26 @@
-//! Graceful shutdown, per worker.
+//! Graceful shutdown and revocation news, per worker.
 //!
-//! The main thread sets a process-wide flag on SIGTERM/SIGINT; each worker notices it within a
-//! tick and fires its local [`Shutdown`], which stops the accept loop and wakes idle keep-alive
-//! connections so they close. Connections busy with a request finish it first.
+//! The main thread sets a process-wide flag on SIGTERM/SIGINT, and the revocation state bumps
+//! an epoch on every revoke. Each worker's watcher task looks at both every 50 ms and turns
+//! changes into local notifications: [`Shutdown`] stops the accept loop and wakes idle
+//! keep-alive connections so they close; the revocation notification wakes idle connections so
+//! they re-check their certificates.
 
-use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-/// How often a worker looks at the process-wide stop flag.
-const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+use crate::notify::LocalNotify;
 
-/// A single-threaded, fire-once notification shared by a worker's tasks.
+/// How often a worker looks at the process-wide flags.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A fire-once notification shared by a worker's tasks.
 #[derive(Debug, Default)]
 pub struct Shutdown {
-    fired: Cell<bool>,
-    waiters: RefCell<slab::Slab<Waker>>,
+    notify: LocalNotify,
 }
 
 impl Shutdown {
@@ -31,116 +31,91 @@ impl Shutdown {
 
     /// Whether shutdown has begun.
     pub fn is_fired(&self) -> bool {
-        self.fired.get()
+        self.notify.generation() != 0
     }
 
     /// Begins shutdown and wakes every waiter.
     pub fn fire(&self) {
-        self.fired.set(true);
-        for waker in self.waiters.borrow_mut().drain() {
-            waker.wake();
+        if !self.is_fired() {
+            self.notify.notify();
         }
     }
 
     /// Completes once shutdown has begun.
-    pub fn wait(&self) -> Fired<'_> {
-        Fired {
-            shutdown: self,
-            slot: None,
-        }
-    }
-
-    /// Fires this notification once `stop` becomes true (checked every 50 ms).
-    pub async fn follow(&self, stop: Arc<AtomicBool>) {
-        while !stop.load(Ordering::Acquire) {
-            monoio::time::sleep(STOP_POLL_INTERVAL).await;
-        }
-        self.fire();
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        self.notify.changed_since(0)
     }
 }
 
-/// Future returned by [`Shutdown::wait`]; deregisters itself when dropped.
-#[derive(Debug)]
-pub struct Fired<'a> {
-    shutdown: &'a Shutdown,
-    slot: Option<usize>,
-}
-
-impl Future for Fired<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.shutdown.is_fired() {
-            return Poll::Ready(());
-        }
-        let mut waiters = self.shutdown.waiters.borrow_mut();
-        match self.slot {
-            Some(slot) => match waiters.get_mut(slot) {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                Some(waker) => *waker = cx.waker().clone(),
-                None => {
-                    drop(waiters);
-                    self.slot = None;
-                    return self.poll(cx);
-                }
-            },
-            None => {
-                let slot = waiters.insert(cx.waker().clone());
-                drop(waiters);
-                self.slot = Some(slot);
-            }
-        }
-        Poll::Pending
-    }
-}
-
-impl Drop for Fired<'_> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot {
-            let mut waiters = self.shutdown.waiters.borrow_mut();
-            if waiters.contains(slot) {
-                waiters.remove(slot);
-            }
+/// Watches the process-wide stop flag and revocation epoch for one worker, until stop.
+pub async fn watch(
+    shutdown: &Shutdown,
+    stop: Arc<AtomicBool>,
+    revocations: &LocalNotify,
+    epoch: impl Fn() -> u64,
+) {
+    let mut seen = epoch();
+    while !stop.load(Ordering::Acquire) {
+        monoio::time::sleep(POLL_INTERVAL).await;
+        let now = epoch();
+        if now != seen {
+            seen = now;
+            revocations.notify();
         }
     }
+    shutdown.fire();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
 
     #[test]
-    fn waiters_wake_on_fire_and_deregister_on_drop() {
+    fn waiters_wake_on_stop_and_on_epoch_changes_and_deregister_on_drop() {
         let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .enable_timer()
             .build()
             .expect("runtime");
         rt.block_on(async {
             let shutdown = Shutdown::new();
+            let revocations = Rc::new(LocalNotify::default());
             // A waiter that times out leaves nothing registered behind.
             let r = monoio::time::timeout(Duration::from_millis(10), shutdown.wait()).await;
             assert!(r.is_err());
-            assert!(shutdown.waiters.borrow().is_empty());
 
             let stop = Arc::new(AtomicBool::new(false));
-            let follower = {
-                let shutdown = Rc::clone(&shutdown);
-                let stop = Arc::clone(&stop);
-                monoio::spawn(async move { shutdown.follow(stop).await })
+            let epoch = Rc::new(Cell::new(0u64));
+            let watcher = {
+                let (shutdown, stop, revocations, epoch) = (
+                    Rc::clone(&shutdown),
+                    Arc::clone(&stop),
+                    Rc::clone(&revocations),
+                    Rc::clone(&epoch),
+                );
+                monoio::spawn(
+                    async move { watch(&shutdown, stop, &revocations, || epoch.get()).await },
+                )
             };
+            // Let the watcher read the starting epoch before it changes.
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            let seen = revocations.generation();
+            epoch.set(1);
+            monoio::time::timeout(Duration::from_secs(5), revocations.changed_since(seen))
+                .await
+                .expect("revocation news delivered");
+            assert!(!shutdown.is_fired());
             let waiter = {
                 let shutdown = Rc::clone(&shutdown);
                 monoio::spawn(async move { shutdown.wait().await })
             };
-            monoio::time::sleep(Duration::from_millis(20)).await;
-            assert!(!shutdown.is_fired());
             stop.store(true, Ordering::Release);
             monoio::time::timeout(Duration::from_secs(5), waiter)
                 .await
                 .expect("waiter woke");
-            follower.await;
+            watcher.await;
             assert!(shutdown.is_fired());
-            assert!(shutdown.waiters.borrow().is_empty());
+            assert_eq!(revocations.waiters(), 0);
         });
     }
 }

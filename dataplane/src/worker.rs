@@ -14,8 +14,10 @@ use arc_swap::ArcSwap;
 use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::connection;
+use crate::notify::LocalNotify;
 use crate::origin_pool::OriginPool;
-use crate::shutdown::Shutdown;
+use crate::revocation::RevocationState;
+use crate::shutdown::{self, Shutdown};
 use crate::tls::TlsSnapshot;
 
 /// Listen backlog of every listener.
@@ -34,6 +36,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<TlsSnapshot>,
     /// Set once to ask every worker to stop accepting and drain.
     pub stop: Arc<AtomicBool>,
+    /// Revocation data, changed at run time through the admin API.
+    pub revocation: Arc<RevocationState>,
 }
 
 /// What one worker owns.
@@ -45,6 +49,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     /// Fires when the worker begins to drain.
     pub shutdown: Rc<Shutdown>,
+    /// Notified when the revocation epoch changes.
+    pub revocations: LocalNotify,
     /// The worker's keep-alive origin connections.
     pub pool: OriginPool,
     active: Cell<usize>,
@@ -124,14 +130,21 @@ pub fn run(
         let worker = Rc::new(Worker {
             id,
             shutdown: Shutdown::new(),
+            revocations: LocalNotify::default(),
             pool: OriginPool::new(MAX_IDLE_ORIGIN_CONNECTIONS, ORIGIN_IDLE_LIMIT),
             active: Cell::new(0),
             shared,
         });
-        let follower = {
-            let shutdown = Rc::clone(&worker.shutdown);
-            let stop = Arc::clone(&worker.shared.stop);
-            monoio::spawn(async move { shutdown.follow(stop).await })
+        let watcher = {
+            let worker = Rc::clone(&worker);
+            monoio::spawn(async move {
+                let stop = Arc::clone(&worker.shared.stop);
+                let revocation = Arc::clone(&worker.shared.revocation);
+                shutdown::watch(&worker.shutdown, stop, &worker.revocations, || {
+                    revocation.epoch()
+                })
+                .await
+            })
         };
         let accepts: Vec<_> = listeners
             .into_iter()
@@ -140,7 +153,7 @@ pub fn run(
         for a in accepts {
             a.await;
         }
-        follower.await;
+        watcher.await;
         drain(&worker).await;
     });
 }

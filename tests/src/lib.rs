@@ -232,6 +232,8 @@ pub struct Portcullis {
     child: Option<Child>,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The admin API's address, when configured on TCP.
+    pub admin: Option<SocketAddr>,
     stderr_path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -242,12 +244,17 @@ impl Portcullis {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("write config");
+        Self::start_file(&config_path, dir)
+    }
+
+    /// Starts `portcullis run` on an existing configuration file.
+    pub fn start_file(config_path: &Path, dir: tempfile::TempDir) -> Self {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
         let mut child = Command::new(portcullis_bin())
             .arg("run")
             .arg("--config")
-            .arg(&config_path)
+            .arg(config_path)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -266,11 +273,15 @@ impl Portcullis {
         });
         let deadline = Instant::now() + START_TIMEOUT;
         let mut addr = None;
+        let mut admin = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.starts_with("listening on https://") => {
                     addr = line["listening on https://".len()..].parse().ok();
+                }
+                Ok(line) if line.starts_with("admin on http://") => {
+                    admin = line["admin on http://".len()..].parse().ok();
                 }
                 Ok(line) if line == "ready" => break,
                 Ok(_) => {}
@@ -287,6 +298,7 @@ impl Portcullis {
         Self {
             child: Some(child),
             addr: addr.expect("listen address printed before ready"),
+            admin,
             stderr_path,
             _dir: dir,
         }
@@ -493,4 +505,55 @@ pub fn openssl(args: &[&str], stdin: &str) -> Output {
 /// Starts the echo origin on 127.0.0.1 with an ephemeral port.
 pub fn origin() -> DemoOrigin {
     DemoOrigin::start("127.0.0.1:0".parse().expect("addr")).expect("start origin")
+}
+
+/// The serial number of a certificate as uppercase hex (as `openssl x509 -serial` prints it).
+pub fn serial_hex(cert: &Issued) -> String {
+    boring::x509::X509::from_der(&cert.cert_der)
+        .expect("certificate")
+        .serial_number()
+        .to_bn()
+        .expect("serial")
+        .to_hex_str()
+        .expect("hex")
+        .to_string()
+}
+
+/// Runs the `portcullis` binary with `args` (bounded by coreutils `timeout`).
+pub fn portcullis_cli(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("30")
+        .arg(portcullis_bin())
+        .args(args)
+        .output()
+        .expect("run portcullis")
+}
+
+/// `curl` against the admin API: (HTTP status, body).
+pub fn admin_call(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Path>,
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "--max-time",
+        "30",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(body) = body {
+        cmd.arg("--data-binary").arg(format!("@{}", body.display()));
+    }
+    let out = cmd
+        .arg(format!("http://{admin}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }

@@ -17,7 +17,10 @@ use boring::x509::store::X509StoreBuilder;
 use boring::x509::X509;
 use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot};
 
+use super::cert_keys::set_session_id_context;
 use super::policy::ViewerPolicy;
+use super::viewer_identity::{ChainRecord, SiteRevocationCheck};
+use crate::revocation::RevocationState;
 
 /// ALPN protocols offered, in wire format.
 const ALPN_HTTP11: &[u8] = b"\x08http/1.1";
@@ -32,7 +35,22 @@ pub struct SiteTls {
     pub config: Arc<SiteSnapshot>,
     /// The viewer-mTLS policy applied to its handshakes.
     pub policy: ViewerPolicy,
+    /// Revocation checks for its viewers.
+    pub revocation: SiteRevocationCheck,
+    /// Session id context prefix; the revocation epoch completes it, so that sessions issued
+    /// before any revocation change are not resumed (the client gets a full, checked handshake).
+    sid_prefix: [u8; 24],
     context: SslContext,
+}
+
+impl SiteTls {
+    /// The session id context for the current revocation epoch.
+    fn session_id_context(&self) -> [u8; 32] {
+        let mut sid = [0u8; 32];
+        sid[..24].copy_from_slice(&self.sid_prefix);
+        sid[24..].copy_from_slice(&self.revocation.epoch().to_be_bytes());
+        sid
+    }
 }
 
 impl std::fmt::Debug for SiteTls {
@@ -60,6 +78,15 @@ impl std::fmt::Debug for TlsSnapshot {
     }
 }
 
+/// Where a connection's verify callback records the verified chain.
+pub(crate) fn chain_record_index() -> Index<Ssl, ChainRecord> {
+    static INDEX: OnceLock<Index<Ssl, ChainRecord>> = OnceLock::new();
+    *INDEX.get_or_init(|| {
+        // Allocating an ex-data index only fails when BoringSSL is out of memory at start-up.
+        Ssl::new_ex_index().expect("BoringSSL ex-data index for the chain record")
+    })
+}
+
 /// Where a connection records the site its ClientHello selected.
 fn site_index() -> Index<Ssl, Arc<SiteTls>> {
     static INDEX: OnceLock<Index<Ssl, Arc<SiteTls>>> = OnceLock::new();
@@ -70,17 +97,31 @@ fn site_index() -> Index<Ssl, Arc<SiteTls>> {
 }
 
 impl TlsSnapshot {
-    /// Builds every site's context. Errors name the file and configuration key at fault.
-    pub fn build(config: Arc<Snapshot>) -> Result<Self, ConfigErrors> {
+    /// Builds every site's context, with revocation checks against `revocation`. Errors name
+    /// the file and configuration key at fault.
+    pub fn build(
+        config: Arc<Snapshot>,
+        revocation: &Arc<RevocationState>,
+    ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         let mut sites = Vec::with_capacity(config.sites.len());
         for site in &config.sites {
-            match build_site_context(site) {
-                Ok(context) => sites.push(Arc::new(SiteTls {
-                    config: Arc::clone(site),
-                    policy: ViewerPolicy::from_settings(&site.mtls),
-                    context,
-                })),
+            let check =
+                SiteRevocationCheck::new(Arc::clone(revocation), revocation.site_scope(site));
+            match site_context_builder(site, &check) {
+                Ok(builder) => {
+                    let sid =
+                        boring::sha::sha256(format!("{}\0{}", site.index, site.name).as_bytes());
+                    let mut sid_prefix = [0u8; 24];
+                    sid_prefix.copy_from_slice(&sid[..24]);
+                    sites.push(Arc::new(SiteTls {
+                        config: Arc::clone(site),
+                        policy: ViewerPolicy::from_settings(&site.mtls),
+                        revocation: check,
+                        sid_prefix,
+                        context: builder.build(),
+                    }));
+                }
                 Err(mut e) => errors.append(&mut e),
             }
         }
@@ -88,8 +129,9 @@ impl TlsSnapshot {
             return Err(ConfigErrors(errors));
         }
         let sites: Arc<[Arc<SiteTls>]> = sites.into();
-        let default_site = &config.sites[config.default_site];
-        let mut front = site_context_builder(default_site).map_err(ConfigErrors)?;
+        let default_site = &sites[config.default_site];
+        let mut front = site_context_builder(&default_site.config, &default_site.revocation)
+            .map_err(ConfigErrors)?;
         let selector_config = Arc::clone(&config);
         let selector_sites = Arc::clone(&sites);
         front.set_select_certificate_callback(move |mut hello| {
@@ -99,8 +141,12 @@ impl TlsSnapshot {
             let ssl = hello.ssl_mut();
             ssl.set_ssl_context(&site.context)
                 .map_err(|_| SelectCertError::ERROR)?;
+            if !set_session_id_context(ssl, &site.session_id_context()) {
+                return Err(SelectCertError::ERROR);
+            }
             ssl.set_verify(site.policy.verify_mode());
             ssl.set_ex_data(site_index(), Arc::clone(site));
+            ssl.set_ex_data(chain_record_index(), ChainRecord::default());
             Ok(())
         });
         Ok(Self {
@@ -120,18 +166,22 @@ impl TlsSnapshot {
         &self.sites
     }
 
+    /// The verified chain recorded for a connection (empty when verification did not run).
+    pub fn chain_record_of(ssl: &SslRef) -> Option<&ChainRecord> {
+        ssl.ex_data(chain_record_index())
+    }
+
     /// The site a connection's ClientHello selected (None before the ClientHello was read).
     pub fn site_of(ssl: &SslRef) -> Option<&Arc<SiteTls>> {
         ssl.ex_data(site_index())
     }
 }
 
-fn build_site_context(site: &SiteSnapshot) -> Result<SslContext, Vec<ConfigError>> {
-    site_context_builder(site).map(SslContextBuilder::build)
-}
-
 /// Everything a site's context holds; the front context adds SNI selection on top.
-fn site_context_builder(site: &SiteSnapshot) -> Result<SslContextBuilder, Vec<ConfigError>> {
+fn site_context_builder(
+    site: &SiteSnapshot,
+    revocation: &SiteRevocationCheck,
+) -> Result<SslContextBuilder, Vec<ConfigError>> {
     let prefix = &site.key_prefix;
     let cert_error = |reason: String| ConfigError {
         file: site.certificate_path.clone(),
@@ -161,9 +211,6 @@ fn site_context_builder(site: &SiteSnapshot) -> Result<SslContextBuilder, Vec<Co
     // Tickets (stateless, shared by all workers through the front context) instead of a
     // locked server-side session cache.
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
-    let sid_ctx = boring::sha::sha256(format!("{}\0{}", site.index, site.name).as_bytes());
-    b.set_session_id_context(&sid_ctx)
-        .map_err(|e| internal("session id context", e))?;
     b.set_alpn_select_callback(|_, offered| {
         select_next_proto(ALPN_HTTP11, offered).ok_or(AlpnError::NOACK)
     });
@@ -235,6 +282,7 @@ fn site_context_builder(site: &SiteSnapshot) -> Result<SslContextBuilder, Vec<Co
     b.set_cert_store(store.build());
     let policy = ViewerPolicy::from_settings(&site.mtls);
     b.set_verify(policy.verify_mode());
-    b.set_cert_verify_callback(move |ctx| policy.verify(ctx));
+    let revocation = revocation.clone();
+    b.set_cert_verify_callback(move |ctx| policy.verify(ctx, &revocation));
     Ok(b)
 }

@@ -7,8 +7,13 @@
 
 use boring::ssl::SslVerifyMode;
 use boring::x509::verify::X509VerifyFlags;
+use boring::x509::X509StoreContext;
 use boring::x509::{X509StoreContextRef, X509VerifyError};
 use portcullis_config::{MtlsMode, MtlsSettings};
+
+use super::context::chain_record_index;
+use super::viewer_identity::{CertKey, ChainRecord, SiteRevocationCheck};
+use crate::revocation::Verdict;
 
 /// What a site requires of viewer certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +46,10 @@ impl ViewerPolicy {
     }
 
     /// Decides a presented certificate chain. Returns true to accept; on refusal the store
-    /// context's error names the cause, which BoringSSL maps to the alert it sends.
-    pub fn verify(&self, ctx: &mut X509StoreContextRef) -> bool {
+    /// context's error names the cause, which BoringSSL maps to the alert it sends. Every
+    /// certificate of the verified chain is checked for revocation, and the chain is recorded
+    /// for the connection (for re-checks while it stays open).
+    pub fn verify(&self, ctx: &mut X509StoreContextRef, revocation: &SiteRevocationCheck) -> bool {
         if self.mode == MtlsMode::Passthrough {
             // Forwarded unverified; BoringSSL has already refused DER that does not parse.
             return true;
@@ -56,10 +63,30 @@ impl ViewerPolicy {
             }
             return false;
         }
-        let chain_len = ctx.chain().map_or(0, |chain| chain.len());
-        if chain_len > usize::from(self.max_chain_depth) {
-            ctx.set_error(Err(X509VerifyError::CERT_CHAIN_TOO_LONG));
+        let Some(chain) = ctx.chain() else {
+            ctx.set_error(Err(X509VerifyError::UNSPECIFIED));
             return false;
+        };
+        let refusal = if chain.len() > usize::from(self.max_chain_depth) {
+            Some(X509VerifyError::CERT_CHAIN_TOO_LONG)
+        } else {
+            match revocation.check_certs(chain) {
+                Verdict::Good => None,
+                Verdict::Revoked { .. } => Some(X509VerifyError::CERT_REVOKED),
+                // Fail closed: the issuer's CRL can no longer say what is revoked.
+                Verdict::CrlExpired => Some(X509VerifyError::CRL_HAS_EXPIRED),
+            }
+        };
+        if let Some(error) = refusal {
+            ctx.set_error(Err(error));
+            return false;
+        }
+        let keys = ctx
+            .chain()
+            .map(|chain| chain.iter().map(CertKey::of).collect())
+            .unwrap_or_default();
+        if let Some(record) = chain_record(ctx) {
+            record.record(keys);
         }
         true
     }
@@ -68,4 +95,11 @@ impl ViewerPolicy {
 /// BoringSSL's `X509_V_FLAG_NO_CHECK_TIME`, which the `boring` bitflags do not name.
 fn no_check_time() -> X509VerifyFlags {
     X509VerifyFlags::from_bits_retain(boring_sys::X509_V_FLAG_NO_CHECK_TIME as _)
+}
+
+/// The chain record of the connection being verified, if the ClientHello callback set one.
+fn chain_record(ctx: &X509StoreContextRef) -> Option<&ChainRecord> {
+    let ssl_index = X509StoreContext::ssl_idx().ok()?;
+    let ssl = ctx.ex_data(ssl_index)?;
+    ssl.ex_data(chain_record_index())
 }

@@ -1,0 +1,62 @@
+//! Certificate revocation at run time.
+//!
+//! [`RevocationState`] holds the revocation stores (serial → reason maps,
+//! CloudFront KeyValueStore style, any issuer), a cache of verdicts and an
+//! epoch counter. Each TLS snapshot takes a [`SiteRevocation`] per site
+//! ([`RevocationState::site_scope`]); the handshake asks
+//! [`RevocationState::check`] for every certificate of the client chain.
+//!
+//! - Reads are lock-free: store maps are persistent maps behind `ArcSwap`,
+//!   verdicts live in a shared concurrent cache (moka) keyed by a
+//!   fixed-size [scope, CRL issuer, serial] value, fronted by a small
+//!   per-thread cache; a cache hit neither locks nor allocates. Cached
+//!   verdicts carry a version and are ignored once their serial changed.
+//! - Writes (admin API: [`RevocationState::put`], `delete`, `import`)
+//!   rewrite the store file atomically first, then swap the map, drop the
+//!   affected cached verdicts and bump the [epoch](RevocationState::epoch)
+//!   that workers watch to re-check open connections.
+//! - A stale CRL (past nextUpdate) under the deny policy fails closed; this
+//!   is evaluated on every check, so a cached verdict never outlives it.
+
+mod cache;
+mod error;
+mod freshness;
+mod local_cache;
+mod persist;
+mod scope;
+mod serial;
+mod state;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use cache::CacheSettings;
+pub use error::RevocationError;
+pub use scope::SiteRevocation;
+pub use state::RevocationState;
+
+/// The revocation verdict for one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not revoked.
+    Good,
+    /// Revoked: `reason` is the store's value for the serial, or
+    /// `"crl <path>"` for a CRL.
+    Revoked {
+        /// Why the certificate is revoked.
+        reason: Arc<str>,
+    },
+    /// A CRL of the certificate's issuer is past its nextUpdate and the
+    /// site's policy is to deny (fail closed).
+    CrlExpired,
+}
+
+impl Verdict {
+    /// Whether the certificate must be refused.
+    pub fn is_denied(&self) -> bool {
+        !matches!(self, Self::Good)
+    }
+}

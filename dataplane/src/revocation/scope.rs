@@ -1,0 +1,150 @@
+//! The per-site view of revocation: which store, which CRLs (grouped by
+//! issuer Name), what to do when a CRL is stale, and a unique scope id that
+//! keeps cached verdicts of one TLS snapshot from serving another.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use portcullis_config::revocation::{CrlExpiredPolicy, CrlSnapshot};
+
+use super::store::Store;
+
+/// Source of unique scope ids, process-wide.
+static NEXT_SCOPE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One CRL with the reason reported for the serials it revokes.
+#[derive(Debug)]
+struct Crl {
+    snapshot: Arc<CrlSnapshot>,
+    reason: Arc<str>,
+}
+
+/// The CRLs of one issuer Name.
+#[derive(Debug)]
+pub(crate) struct IssuerCrls {
+    issuer_name_der: Box<[u8]>,
+    crls: Box<[Crl]>,
+}
+
+impl IssuerCrls {
+    /// The reason of the first CRL listing `normal_serial`.
+    pub(crate) fn revoked(&self, normal_serial: &str) -> Option<Arc<str>> {
+        self.crls
+            .iter()
+            .find(|crl| crl.snapshot.revoked_serials.contains(normal_serial))
+            .map(|crl| Arc::clone(&crl.reason))
+    }
+
+    /// Whether any of the issuer's CRLs is past its nextUpdate at `now`.
+    pub(crate) fn any_expired(&self, now: SystemTime) -> bool {
+        self.crls.iter().any(|crl| crl.snapshot.is_expired(now))
+    }
+}
+
+/// Immutable revocation settings of one site, built with its TLS snapshot
+/// by [`super::RevocationState::site_scope`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SiteRevocation {
+    inner: Arc<ScopeInner>,
+}
+
+#[derive(Debug)]
+struct ScopeInner {
+    id: u64,
+    store: Option<Arc<Store>>,
+    issuers: Box<[IssuerCrls]>,
+    crl_expired: CrlExpiredPolicy,
+    revoke_open_connections: bool,
+}
+
+impl SiteRevocation {
+    /// A scope with a fresh id. CRLs with the same issuer Name are grouped,
+    /// in configuration order.
+    pub(crate) fn new(
+        store: Option<Arc<Store>>,
+        crls: &[Arc<CrlSnapshot>],
+        crl_expired: CrlExpiredPolicy,
+        revoke_open_connections: bool,
+    ) -> Self {
+        let mut issuers: Vec<(Box<[u8]>, Vec<Crl>)> = Vec::new();
+        for snapshot in crls {
+            let crl = Crl {
+                reason: Arc::from(format!("crl {}", snapshot.path.display())),
+                snapshot: Arc::clone(snapshot),
+            };
+            match issuers
+                .iter_mut()
+                .find(|(der, _)| **der == *snapshot.issuer_name_der)
+            {
+                Some((_, group)) => group.push(crl),
+                None => issuers.push((snapshot.issuer_name_der.as_slice().into(), vec![crl])),
+            }
+        }
+        let issuers = issuers
+            .into_iter()
+            .map(|(issuer_name_der, crls)| IssuerCrls {
+                issuer_name_der,
+                crls: crls.into_boxed_slice(),
+            })
+            .collect();
+        Self {
+            inner: Arc::new(ScopeInner {
+                id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
+                store,
+                issuers,
+                crl_expired,
+                revoke_open_connections,
+            }),
+        }
+    }
+
+    /// The scope's unique id (distinct for every call of `site_scope`).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Name of the site's revocation store, if it has one.
+    pub fn store_name(&self) -> Option<&str> {
+        self.inner.store.as_deref().map(Store::name)
+    }
+
+    /// Number of CRLs configured for the site.
+    pub fn crl_count(&self) -> usize {
+        self.inner.issuers.iter().map(|i| i.crls.len()).sum()
+    }
+
+    /// Whether the site checks revocation at all (a store or a CRL). When
+    /// false, every check answers [`super::Verdict::Good`].
+    pub fn is_enabled(&self) -> bool {
+        self.inner.store.is_some() || !self.inner.issuers.is_empty()
+    }
+
+    /// Whether open connections are re-checked (and closed when revoked)
+    /// after the revocation epoch changes.
+    pub fn revoke_open_connections(&self) -> bool {
+        self.inner.revoke_open_connections
+    }
+
+    /// What happens while a CRL of the certificate's issuer is stale.
+    pub fn crl_expired_policy(&self) -> CrlExpiredPolicy {
+        self.inner.crl_expired
+    }
+
+    /// The site's store.
+    pub(crate) fn store(&self) -> Option<&Store> {
+        self.inner.store.as_deref()
+    }
+
+    /// The slot and CRLs of `issuer_name_der`, if the site has CRLs from it.
+    /// A linear scan: sites have few CRL issuers, and comparing DER slices
+    /// of different lengths is immediate.
+    pub(crate) fn issuer(&self, issuer_name_der: &[u8]) -> Option<(u32, &IssuerCrls)> {
+        self.inner
+            .issuers
+            .iter()
+            .enumerate()
+            .find(|(_, issuer)| *issuer.issuer_name_der == *issuer_name_der)
+            .and_then(|(slot, issuer)| Some((u32::try_from(slot).ok()?, issuer)))
+    }
+}

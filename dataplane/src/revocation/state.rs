@@ -1,0 +1,350 @@
+//! [`RevocationState`]: the process-wide stores, the verdict cache, the
+//! epoch, and the admin mutations.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use portcullis_config::revocation::{
+    normalize_serial, parse_import_json, CrlExpiredPolicy, MAX_VALUE_BYTES,
+};
+use portcullis_config::{SiteSnapshot, Snapshot};
+
+use super::cache::{
+    CacheKey, CacheSettings, CachedVerdict, VerdictCache, Versioned, NO_CRL_ISSUER,
+};
+use super::error::RevocationError;
+use super::freshness::Freshness;
+use super::local_cache;
+use super::scope::{IssuerCrls, SiteRevocation};
+use super::serial;
+use super::store::{Interner, Store};
+use super::Verdict;
+
+/// The stores of the current configuration.
+#[derive(Default)]
+struct Registry {
+    /// `by_index[i]` is `Snapshot::revocation_stores[i]`.
+    by_index: Vec<Arc<Store>>,
+    by_name: HashMap<String, Arc<Store>>,
+}
+
+/// Process-wide revocation state: the mutable revoked-serial stores (by
+/// name, surviving configuration reloads), a cache of verdicts, and an
+/// epoch counter. Shared by all workers as `Arc`.
+pub struct RevocationState {
+    registry: ArcSwap<Registry>,
+    /// Serialises reloads (mutations serialise per store).
+    reload_lock: Mutex<()>,
+    cache: VerdictCache,
+    /// Which cached verdicts are still current.
+    freshness: Freshness,
+    /// Bumped on revoke, import and reload.
+    epoch: AtomicU64,
+}
+
+impl std::fmt::Debug for RevocationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationState")
+            .field("stores", &self.store_names())
+            .field("epoch", &self.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RevocationState {
+    /// The state for a configuration, with the default cache settings.
+    pub fn new(config: &Snapshot) -> Arc<Self> {
+        Self::with_cache(config, CacheSettings::default())
+    }
+
+    /// The state for a configuration, with explicit cache settings.
+    pub fn with_cache(config: &Snapshot, cache: CacheSettings) -> Arc<Self> {
+        let state = Self {
+            registry: ArcSwap::from_pointee(Registry::default()),
+            reload_lock: Mutex::new(()),
+            cache: VerdictCache::new(cache),
+            freshness: Freshness::new(),
+            epoch: AtomicU64::new(0),
+        };
+        state.install(config);
+        Arc::new(state)
+    }
+
+    /// On configuration reload: stores are re-read from the new snapshot
+    /// (the files are the source of truth since every change is persisted),
+    /// the whole cache is invalidated and the epoch bumped. Stores keep
+    /// their identity by name, so scopes built before the reload see the
+    /// new contents too.
+    pub fn reload(&self, config: &Snapshot) {
+        self.install(config);
+        self.freshness.all_changed();
+        self.cache.invalidate_all();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Builds the registry for `config`, reusing stores by name.
+    fn install(&self, config: &Snapshot) {
+        let _reloading = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = self.registry.load_full();
+        let mut registry = Registry::default();
+        for snapshot in &config.revocation_stores {
+            let store = match old.by_name.get(&snapshot.name) {
+                Some(store) => {
+                    store.replace_from(snapshot);
+                    Arc::clone(store)
+                }
+                None => Arc::new(Store::from_snapshot(snapshot)),
+            };
+            registry
+                .by_name
+                .insert(snapshot.name.clone(), Arc::clone(&store));
+            registry.by_index.push(store);
+        }
+        self.registry.store(Arc::new(registry));
+    }
+
+    /// The per-site view, built when the TLS snapshot is built (after
+    /// [`RevocationState::new`] or [`RevocationState::reload`] with the
+    /// snapshot `site` belongs to). Every call returns a new scope id.
+    pub fn site_scope(&self, site: &SiteSnapshot) -> SiteRevocation {
+        let mtls = &site.mtls;
+        let store = mtls.revocation_store.and_then(|index| {
+            let store = self.registry.load().by_index.get(index).cloned();
+            if store.is_none() {
+                tracing::error!(
+                    site = %site.name,
+                    index,
+                    "site refers to a revocation store missing from the loaded configuration"
+                );
+            }
+            store
+        });
+        SiteRevocation::new(
+            store,
+            &mtls.crls,
+            mtls.crl_expired,
+            mtls.revoke_open_connections,
+        )
+    }
+
+    /// The verdict for one certificate of a presented chain.
+    /// `issuer_name_der` is the DER of the certificate's issuer Name,
+    /// `serial_be` the big-endian magnitude of its serial (leading zero
+    /// bytes are ignored).
+    ///
+    /// Revoked when the serial is in the site's store (whatever the issuer)
+    /// or in a CRL of the certificate's issuer. Otherwise, when the issuer
+    /// has a CRL past its nextUpdate and the policy is deny, the verdict is
+    /// [`Verdict::CrlExpired`]; that test runs on every call, outside the
+    /// cache. Lock-free and allocation-free on a cache hit.
+    pub fn check(
+        &self,
+        scope: &SiteRevocation,
+        issuer_name_der: &[u8],
+        serial_be: &[u8],
+        now: SystemTime,
+    ) -> Verdict {
+        let magnitude = serial::magnitude(serial_be);
+        let issuer = scope.issuer(issuer_name_der);
+        if scope.store().is_none() && issuer.is_none() {
+            return Verdict::Good;
+        }
+        let slot = issuer.map_or(NO_CRL_ISSUER, |(slot, _)| slot);
+        let crls = issuer.map(|(_, crls)| crls);
+        let revoked = match CacheKey::new(scope.id(), slot, magnitude) {
+            Some(key) => self.cached(scope, crls, key),
+            None => compute(scope, crls, magnitude),
+        };
+        match revoked {
+            Some(reason) => Verdict::Revoked { reason },
+            None if scope.crl_expired_policy() == CrlExpiredPolicy::Deny
+                && crls.is_some_and(|crls| crls.any_expired(now)) =>
+            {
+                Verdict::CrlExpired
+            }
+            None => Verdict::Good,
+        }
+    }
+
+    /// The cached verdict for `key`: from this thread's front cache, else
+    /// the shared cache, else computed and cached in both. Entries older
+    /// than the last change of their serial are ignored.
+    fn cached(
+        &self,
+        scope: &SiteRevocation,
+        crls: Option<&IssuerCrls>,
+        key: CacheKey,
+    ) -> CachedVerdict {
+        if let Some(verdict) = local_cache::get(&key, &self.freshness) {
+            return verdict;
+        }
+        if let Some(entry) = self.cache.get(&key) {
+            if self.freshness.is_fresh(key.serial(), entry.version) {
+                local_cache::put(key, entry.verdict.clone(), entry.version);
+                return entry.verdict;
+            }
+        }
+        let version = self.freshness.current();
+        let verdict = compute(scope, crls, key.serial());
+        let entry = Versioned {
+            verdict: verdict.clone(),
+            version,
+        };
+        self.cache.insert(key, entry);
+        local_cache::put(key, verdict.clone(), version);
+        verdict
+    }
+
+    /// The revocation epoch: bumped on every revoke, import and reload (not
+    /// on unrevoke). Workers compare it to re-check open connections.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Revokes `serial` in `store` with `value` as the reason (replacing an
+    /// existing value). The file is rewritten before memory changes; the
+    /// serial's cached verdicts are dropped and the epoch bumped. Putting
+    /// the value already stored changes nothing.
+    pub fn put(&self, store: &str, serial: &str, value: &str) -> Result<(), RevocationError> {
+        let store = self.store(store)?;
+        let magnitude = parse_serial(serial)?;
+        check_value_length(value)?;
+        store.check_value(value)?;
+        let value: Arc<str> = Arc::from(value);
+        let key = magnitude.clone();
+        let changed = store.update(move |entries| {
+            let changed = entries.get(&key).is_none_or(|old| **old != *value);
+            if changed {
+                entries.insert(key, value);
+            }
+            (changed, changed)
+        })?;
+        if changed {
+            self.freshness.serials_changed([&*magnitude]);
+            self.cache.invalidate_serial(magnitude);
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Un-revokes `serial` in `store`; returns whether it was there. The
+    /// file is rewritten (only if it changes) before memory changes. Does
+    /// not bump the epoch: un-revoking never closes a connection.
+    pub fn delete(&self, store: &str, serial: &str) -> Result<bool, RevocationError> {
+        let store = self.store(store)?;
+        let magnitude = parse_serial(serial)?;
+        let existed = store.update(|entries| {
+            let existed = entries.remove(&magnitude).is_some();
+            (existed, existed)
+        })?;
+        if existed {
+            self.freshness.serials_changed([&*magnitude]);
+            self.cache.invalidate_serial(magnitude);
+        }
+        Ok(existed)
+    }
+
+    /// The value stored for `serial` in `store`, if it is revoked there.
+    pub fn get(&self, store: &str, serial: &str) -> Result<Option<String>, RevocationError> {
+        let store = self.store(store)?;
+        let magnitude = parse_serial(serial)?;
+        Ok(store.lookup(&magnitude).map(|value| value.to_string()))
+    }
+
+    /// Merges a CloudFront KeyValueStore import document
+    /// (`{"data":[{"key":…,"value":…}]}`) into `store`; imported values
+    /// replace existing ones. A malformed document changes nothing. Returns
+    /// the number of (distinct) entries imported.
+    pub fn import(&self, store: &str, json: &[u8]) -> Result<usize, RevocationError> {
+        let store = self.store(store)?;
+        let imported = parse_import_json(json).map_err(RevocationError::InvalidImport)?;
+        let mut rows = Vec::with_capacity(imported.len());
+        let mut errors = Vec::new();
+        for (key, value) in &imported {
+            match (serial::from_normal_hex(key), store.check_value(value)) {
+                (Some(magnitude), Ok(())) => rows.push((magnitude, value.as_str())),
+                (None, _) => errors.push(format!("key {key:?} is not a hexadecimal serial")),
+                (_, Err(error)) => errors.push(format!("key {key:?}: {error}")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(RevocationError::InvalidImport(errors));
+        }
+        let count = rows.len();
+        let serials: HashSet<Box<[u8]>> = rows.iter().map(|(m, _)| m.clone()).collect();
+        store.update(|entries| {
+            let mut interner = Interner::seeded(entries);
+            for (magnitude, value) in rows {
+                entries.insert(magnitude, interner.intern(value));
+            }
+            ((), count > 0)
+        })?;
+        if count > 0 {
+            self.freshness.serials_changed(serials.iter().map(|s| &**s));
+            self.cache.invalidate_serials(serials);
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(count)
+    }
+
+    /// Names of the configured stores, sorted.
+    pub fn store_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.registry.load().by_name.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Number of revoked serials in `store`.
+    pub fn store_len(&self, store: &str) -> Result<usize, RevocationError> {
+        Ok(self.store(store)?.len())
+    }
+
+    /// Number of cached verdicts (runs pending cache maintenance first; for
+    /// tests and metrics).
+    pub fn cached_verdicts(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// The store called `name`.
+    fn store(&self, name: &str) -> Result<Arc<Store>, RevocationError> {
+        self.registry
+            .load()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RevocationError::UnknownStore(name.to_owned()))
+    }
+}
+
+/// The uncached verdict: the store's value, else the reason of a CRL of the
+/// certificate's issuer listing the serial.
+fn compute(scope: &SiteRevocation, crls: Option<&IssuerCrls>, magnitude: &[u8]) -> CachedVerdict {
+    if let Some(reason) = scope.store().and_then(|store| store.lookup(magnitude)) {
+        return Some(reason);
+    }
+    crls.and_then(|crls| crls.revoked(&serial::to_normal_hex(magnitude)))
+}
+
+/// Normalises a serial given to the admin API into its magnitude bytes.
+fn parse_serial(text: &str) -> Result<Box<[u8]>, RevocationError> {
+    let normal = normalize_serial(text).map_err(RevocationError::InvalidSerial)?;
+    serial::from_normal_hex(&normal)
+        .ok_or_else(|| RevocationError::InvalidSerial(format!("{text:?} is not hexadecimal")))
+}
+
+/// Checks a value against the store value limit.
+fn check_value_length(value: &str) -> Result<(), RevocationError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(RevocationError::InvalidValue(format!(
+            "value is {} bytes long, more than the limit of {MAX_VALUE_BYTES} bytes",
+            value.len()
+        )));
+    }
+    Ok(())
+}

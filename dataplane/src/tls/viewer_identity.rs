@@ -1,0 +1,158 @@
+//! The certificates that authenticated a connection, and their revocation checks: during the
+//! handshake (in the verify callback, for every certificate of the verified chain) and later,
+//! for open connections, when revocation data changes.
+
+use std::cell::Cell;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use boring::ssl::SslRef;
+use boring::x509::X509Ref;
+
+use super::cert_keys::{issuer_name_der, serial_magnitude};
+use crate::revocation::{RevocationState, SiteRevocation, Verdict};
+
+/// One certificate, as revocation data identifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    /// DER of the certificate's issuer Name.
+    pub issuer: Box<[u8]>,
+    /// Big-endian magnitude of its serial number.
+    pub serial: Box<[u8]>,
+}
+
+impl CertKey {
+    /// The key of `cert`.
+    pub fn of(cert: &X509Ref) -> Self {
+        Self {
+            issuer: issuer_name_der(cert).into(),
+            serial: serial_magnitude(cert).into(),
+        }
+    }
+}
+
+/// Set once per handshake by the verify callback: the verified chain, leaf first.
+#[derive(Debug, Default)]
+pub struct ChainRecord(OnceLock<Vec<CertKey>>);
+
+impl ChainRecord {
+    /// Records the verified chain (the first record wins).
+    pub fn record(&self, keys: Vec<CertKey>) {
+        let _ = self.0.set(keys);
+    }
+
+    /// The recorded chain, if verification ran (it does not on resumption).
+    pub fn get(&self) -> Option<&[CertKey]> {
+        self.0.get().map(Vec::as_slice)
+    }
+}
+
+/// Revocation checking for one site.
+#[derive(Clone)]
+pub struct SiteRevocationCheck {
+    state: Arc<RevocationState>,
+    scope: SiteRevocation,
+}
+
+impl std::fmt::Debug for SiteRevocationCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteRevocationCheck")
+            .finish_non_exhaustive()
+    }
+}
+
+impl SiteRevocationCheck {
+    /// Checks against `state` with the site's `scope`.
+    pub fn new(state: Arc<RevocationState>, scope: SiteRevocation) -> Self {
+        Self { state, scope }
+    }
+
+    /// The first non-good verdict among `certs`, else Good.
+    pub fn check_certs<'a>(&self, certs: impl IntoIterator<Item = &'a X509Ref>) -> Verdict {
+        let now = SystemTime::now();
+        for cert in certs {
+            let verdict = self.state.check(
+                &self.scope,
+                issuer_name_der(cert),
+                serial_magnitude(cert),
+                now,
+            );
+            if !matches!(verdict, Verdict::Good) {
+                return verdict;
+            }
+        }
+        Verdict::Good
+    }
+
+    /// The first non-good verdict among recorded keys, else Good.
+    pub fn check_keys(&self, keys: &[CertKey]) -> Verdict {
+        let now = SystemTime::now();
+        for key in keys {
+            let verdict = self.state.check(&self.scope, &key.issuer, &key.serial, now);
+            if !matches!(verdict, Verdict::Good) {
+                return verdict;
+            }
+        }
+        Verdict::Good
+    }
+
+    /// The revocation epoch (changes on every revoke, import or reload).
+    pub fn epoch(&self) -> u64 {
+        self.state.epoch()
+    }
+}
+
+/// An open connection's identity, re-checked when revocation data changes
+/// (`revoke_open_connections`).
+#[derive(Debug)]
+pub struct OpenIdentity {
+    check: SiteRevocationCheck,
+    keys: Vec<CertKey>,
+    checked_at_epoch: Cell<u64>,
+}
+
+impl OpenIdentity {
+    /// The identity of a finished handshake: the verified chain if verification ran, else (a
+    /// resumed session) the client's certificates. None without a client certificate.
+    pub fn of(
+        ssl: &SslRef,
+        record: Option<&ChainRecord>,
+        check: SiteRevocationCheck,
+    ) -> Option<Self> {
+        let keys = match record.and_then(ChainRecord::get) {
+            Some(keys) => keys.to_vec(),
+            None => {
+                let leaf = CertKey::of(ssl.peer_certificate()?.as_ref());
+                let mut keys: Vec<CertKey> = ssl
+                    .peer_cert_chain()
+                    .map(|chain| {
+                        chain
+                            .iter()
+                            .map(CertKey::of)
+                            .filter(|k| *k != leaf)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                keys.insert(0, leaf);
+                keys
+            }
+        };
+        let epoch = check.epoch();
+        Some(Self {
+            check,
+            keys,
+            checked_at_epoch: Cell::new(epoch),
+        })
+    }
+
+    /// True if revocation data changed since the last check and now revokes this identity.
+    /// Costs one atomic load when nothing changed.
+    pub fn revoked_since_last_check(&self) -> bool {
+        let epoch = self.check.epoch();
+        if epoch == self.checked_at_epoch.get() {
+            return false;
+        }
+        self.checked_at_epoch.set(epoch);
+        !matches!(self.check.check_keys(&self.keys), Verdict::Good)
+    }
+}
