@@ -67,7 +67,20 @@ fn check(c: &mut Criterion) {
     // computing a verdict (store lookup) without any cache work.
     let mut long = [0u8; 33];
     long[0] = 1;
-    group.bench_function("uncached_long_serial", |b| {
+    group.bench_function("uncached_long_serial_good", |b| {
+        b.iter(|| state.check(&scope, black_box(ISSUER), black_box(&long), now))
+    });
+    let long_hex: String = long.iter().map(|b| format!("{b:02x}")).collect();
+    // One admin change for scale: it rewrites the whole 1M-entry file.
+    let started = std::time::Instant::now();
+    state
+        .put("main", &long_hex, "long")
+        .expect("revoke the long serial");
+    println!(
+        "put into a {STORE_SIZE}-entry store (file rewrite included): {:?}",
+        started.elapsed()
+    );
+    group.bench_function("uncached_long_serial_revoked", |b| {
         b.iter(|| state.check(&scope, black_box(ISSUER), black_box(&long), now))
     });
     group.finish();

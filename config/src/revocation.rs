@@ -255,8 +255,18 @@ fn parse_serial_bytes(bytes: &[u8]) -> Result<Vec<(String, String)>, Vec<String>
 }
 
 /// Entries deduplicated (last wins) and sorted by key, borrowed.
-fn sorted<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<&'a str, &'a str> {
-    entries.into_iter().collect()
+fn sorted<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    let mut all: Vec<(&str, &str)> = entries.into_iter().collect();
+    // Stable, so that of equal keys the last given stays last.
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out: Vec<(&str, &str)> = Vec::with_capacity(all.len());
+    for entry in all {
+        match out.last_mut() {
+            Some(last) if last.0 == entry.0 => *last = entry,
+            _ => out.push(entry),
+        }
+    }
+    out
 }
 
 /// Renders entries in the CloudFront KeyValueStore import format: compact
@@ -265,20 +275,30 @@ fn sorted<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap
 /// given. Deterministic and parsable by [`parse_import_json`] when the keys
 /// are valid serials.
 pub fn to_import_json<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
-    let data = sorted(entries)
-        .into_iter()
-        .map(|(key, value)| {
-            let mut entry = Map::new();
-            entry.insert("key".to_owned(), Value::String(key.to_owned()));
-            entry.insert("value".to_owned(), Value::String(value.to_owned()));
-            Value::Object(entry)
-        })
-        .collect();
-    let mut document = Map::new();
-    document.insert("data".to_owned(), Value::Array(data));
-    let mut out = Value::Object(document).to_string().into_bytes();
-    out.push(b'\n');
+    let entries = sorted(entries);
+    // Written directly (stores can hold millions of entries): no intermediate JSON tree.
+    let mut out = Vec::with_capacity(16 + entries.len() * 48);
+    out.extend_from_slice(b"{\"data\":[");
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"key\":");
+        write_json_string(&mut out, key);
+        out.extend_from_slice(b",\"value\":");
+        write_json_string(&mut out, value);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}\n");
     out
+}
+
+/// Appends `text` as a JSON string literal.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, text).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
 }
 
 /// Renders entries in the text format: `"serial value\n"`, or `"serial\n"`
