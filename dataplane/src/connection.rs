@@ -73,6 +73,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
         shutdown: &worker.shutdown,
         revocations: &worker.revocations,
         identity: identity.as_ref(),
+        buffers: &worker.buffers,
     };
     if let Err(e) = proxy::serve(&mut tls, &exchange).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod admin_backend;
+pub mod buffer_pool;
 pub mod connection;
 pub mod demo;
 pub mod demo_origin;

@@ -13,6 +13,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use portcullis_config::{Origin, ServerSettings};
 
+use crate::buffer_pool::{BufferPool, BUFFER_SIZE};
 use crate::http::{self, BodyFraming, ChunkedDecoder, HttpError, RequestHead};
 use crate::notify::LocalNotify;
 use crate::origin_pool::{ConnectError, OriginConn, OriginPool};
@@ -20,7 +21,7 @@ use crate::shutdown::Shutdown;
 use crate::tls::{OpenIdentity, TlsStream};
 
 /// Size of the buffers that carry bodies and response heads.
-const BODY_BUFFER: usize = 64 * 1024;
+const BODY_BUFFER: usize = BUFFER_SIZE;
 /// Interim response sent when a client waits for permission to send its body.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -43,6 +44,8 @@ pub struct Exchange<'a> {
     pub revocations: &'a LocalNotify,
     /// The client's certificate identity, when open connections are to be cut on revocation.
     pub identity: Option<&'a OpenIdentity>,
+    /// The worker's body buffers.
+    pub buffers: &'a BufferPool,
 }
 
 /// Whether the client connection can carry another request.
@@ -58,7 +61,7 @@ pub async fn serve<T>(tls: &mut TlsStream<T>, x: &Exchange<'_>) -> io::Result<()
 where
     T: AsyncReadRent + AsyncWriteRent,
 {
-    let mut buffers = Buffers::new(x.server.limits.max_header_bytes);
+    let mut buffers = Buffers::new(x.server.limits.max_header_bytes, x.buffers);
     let mut first = true;
     loop {
         let head = match read_request_head(tls, &mut buffers.client, x, first).await? {
@@ -77,28 +80,56 @@ where
             tls.write_all(http::error_response(403)).await?;
             return Ok(());
         }
-        if forward(tls, &head, x, &mut buffers).await? == Next::Close {
+        buffers.acquire();
+        let next = forward(tls, &head, x, &mut buffers).await?;
+        buffers.release();
+        if next == Next::Close {
             return Ok(());
         }
     }
 }
 
-/// The buffers of one connection, reused by all its requests.
-struct Buffers {
+/// The buffers of one connection. The client buffer and head buffer live with the
+/// connection; the two 64 KiB buffers are borrowed from the worker's pool for each request.
+struct Buffers<'p> {
+    pool: &'p BufferPool,
     client: ClientBuffer,
     head: Vec<u8>,
     body: Vec<u8>,
     response: Vec<u8>,
 }
 
-impl Buffers {
-    fn new(max_header_bytes: usize) -> Self {
+impl<'p> Buffers<'p> {
+    fn new(max_header_bytes: usize, pool: &'p BufferPool) -> Self {
         Self {
+            pool,
             client: ClientBuffer::new(max_header_bytes),
             head: Vec::with_capacity(2048),
-            body: vec![0; BODY_BUFFER],
-            response: Vec::with_capacity(BODY_BUFFER),
+            body: Vec::new(),
+            response: Vec::new(),
         }
+    }
+
+    /// Borrows the body and response buffers for a request.
+    fn acquire(&mut self) {
+        if self.body.len() < BODY_BUFFER {
+            self.body = self.pool.take_full();
+        }
+        if self.response.capacity() < BODY_BUFFER {
+            self.response = self.pool.take_empty();
+        }
+    }
+
+    /// Gives them back between requests.
+    fn release(&mut self) {
+        self.pool.give(std::mem::take(&mut self.body));
+        self.pool.give(std::mem::take(&mut self.response));
+    }
+}
+
+impl Drop for Buffers<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -331,7 +362,7 @@ async fn forward<T>(
     tls: &mut TlsStream<T>,
     head: &RequestHead,
     x: &Exchange<'_>,
-    bufs: &mut Buffers,
+    bufs: &mut Buffers<'_>,
 ) -> io::Result<Next>
 where
     T: AsyncReadRent + AsyncWriteRent,
@@ -457,12 +488,12 @@ where
             Ok((Ok(_), buf)) => bufs.response = buf.into_inner(),
             Ok((Err(e), _)) => {
                 tracing::debug!(error = %e, "origin read failed mid-body");
-                bufs.response = Vec::with_capacity(BODY_BUFFER);
+                bufs.response = Vec::new();
                 return Ok(Next::Close);
             }
             Err(_) => {
                 tracing::debug!("origin timed out mid-body");
-                bufs.response = Vec::with_capacity(BODY_BUFFER);
+                bufs.response = Vec::new();
                 return Ok(Next::Close);
             }
         }
@@ -483,7 +514,7 @@ async fn send_request<T>(
     origin: &mut OriginConn,
     body: &mut BodyState,
     x: &Exchange<'_>,
-    bufs: &mut Buffers,
+    bufs: &mut Buffers<'_>,
     may_retry: bool,
 ) -> io::Result<Result<(), OriginFailure>>
 where
@@ -540,7 +571,7 @@ async fn read_response_head<T>(
     origin: &mut OriginConn,
     request: &RequestHead,
     x: &Exchange<'_>,
-    bufs: &mut Buffers,
+    bufs: &mut Buffers<'_>,
     may_retry: bool,
 ) -> io::Result<Result<http::ResponseHead, OriginFailure>>
 where
@@ -602,7 +633,7 @@ where
                 }));
             }
             Err(_) => {
-                bufs.response = Vec::with_capacity(BODY_BUFFER);
+                bufs.response = Vec::new();
                 return Ok(Err(OriginFailure::Status(504)));
             }
         }

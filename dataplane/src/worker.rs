@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use monoio::net::{ListenerOpts, TcpListener};
 
+use crate::buffer_pool::BufferPool;
 use crate::connection;
 use crate::notify::LocalNotify;
 use crate::origin_pool::OriginPool;
@@ -26,6 +27,8 @@ const LISTEN_BACKLOG: i32 = 4096;
 const RING_ENTRIES: u32 = 4096;
 /// Idle origin connections kept per origin and worker.
 const MAX_IDLE_ORIGIN_CONNECTIONS: usize = 256;
+/// 64 KiB buffers a worker keeps for reuse (a request in flight holds two).
+const IDLE_BUFFERS: usize = 256;
 /// How long an idle origin connection may wait for reuse.
 const ORIGIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -53,6 +56,8 @@ pub struct Worker {
     pub revocations: LocalNotify,
     /// The worker's keep-alive origin connections.
     pub pool: OriginPool,
+    /// The worker's body buffers.
+    pub buffers: BufferPool,
     active: Cell<usize>,
 }
 
@@ -132,6 +137,7 @@ pub fn run(
             shutdown: Shutdown::new(),
             revocations: LocalNotify::default(),
             pool: OriginPool::new(MAX_IDLE_ORIGIN_CONNECTIONS, ORIGIN_IDLE_LIMIT),
+            buffers: BufferPool::new(IDLE_BUFFERS),
             active: Cell::new(0),
             shared,
         });

@@ -1,0 +1,194 @@
+//! The worker loops of the three modes and what they share: the TLS client, the stop
+//! conditions, the operation counter and the per-thread recording of outcomes.
+
+pub mod handshake;
+pub mod keepalive;
+pub mod rate;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::errors::ErrorKind;
+use crate::http::Response;
+use crate::progress::Live;
+use crate::report::Stats;
+use crate::tls_client::{Connected, TlsClient, TlsConn};
+
+/// State shared by every worker thread of a run.
+#[derive(Debug)]
+pub struct Shared<'a> {
+    /// The run's configuration.
+    pub config: &'a Config,
+    /// The TLS client.
+    pub client: TlsClient,
+    /// Live counters for the progress line.
+    pub live: Live,
+    /// When the run started.
+    pub start: Instant,
+    /// After this no operation starts.
+    pub deadline: Instant,
+    /// The most operations, if bounded by count.
+    pub op_limit: Option<u64>,
+    next_op: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl<'a> Shared<'a> {
+    /// Shared state for a run starting now.
+    pub fn new(config: &'a Config, client: TlsClient) -> Self {
+        let start = Instant::now();
+        Shared {
+            config,
+            client,
+            live: Live::default(),
+            start,
+            deadline: start + config.time_limit(),
+            op_limit: config.op_limit(),
+            next_op: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Claims the next operation number, or `None` once the count or the time is used up.
+    pub fn next_op(&self) -> Option<u64> {
+        if self.stopped() || Instant::now() >= self.deadline {
+            return None;
+        }
+        let n = self.next_op.fetch_add(1, Ordering::Relaxed);
+        match self.op_limit {
+            Some(limit) if n >= limit => None,
+            _ => Some(n),
+        }
+    }
+
+    /// Asks every worker to stop after its current operation.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Shared::stop`] was called.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// A successful operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Success {
+    /// The operation made a handshake: `Some(resumed)`.
+    pub handshake: Option<bool>,
+    /// Response body bytes.
+    pub body_bytes: u64,
+}
+
+/// One worker thread's recorder.
+#[derive(Debug)]
+pub struct Worker<'s, 'a> {
+    shared: &'s Shared<'a>,
+    /// What it counted.
+    pub stats: Stats,
+}
+
+impl<'s, 'a> Worker<'s, 'a> {
+    /// A recorder for `shared`'s run.
+    pub fn new(shared: &'s Shared<'a>) -> Self {
+        Self {
+            shared,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Records the outcome of one operation that took `latency` (and, in rate mode, whose
+    /// service time was `service`). A success with `--expect-refused` is an `accepted`
+    /// error; a refused handshake with `--expect-refused` is a completed operation.
+    pub fn record(
+        &mut self,
+        result: Result<Success, ErrorKind>,
+        latency: Duration,
+        service: Option<Duration>,
+    ) {
+        let expect_refused = self.shared.config.expect_refused;
+        let ok = match result {
+            Ok(_) if expect_refused => {
+                self.stats.error(ErrorKind::Accepted, 1);
+                false
+            }
+            Ok(success) => {
+                match success.handshake {
+                    Some(true) => self.stats.resumed += 1,
+                    Some(false) => self.stats.full_handshakes += 1,
+                    None => {}
+                }
+                self.stats.body_bytes += success.body_bytes;
+                true
+            }
+            Err(kind @ ErrorKind::HandshakeRefused { .. }) if expect_refused => {
+                *self.stats.expected.entry(kind).or_default() += 1;
+                true
+            }
+            Err(kind) => {
+                self.stats.error(kind, 1);
+                false
+            }
+        };
+        if ok {
+            self.stats.completed += 1;
+            self.stats.latency.record(latency);
+            if let Some(service) = service {
+                self.stats.service.record(service);
+            }
+        }
+        self.shared.live.add(ok);
+    }
+}
+
+/// One request on a keep-alive connection slot: connects first (presenting `identity`) if
+/// the slot is empty, and empties it when the connection failed or will be closed.
+pub fn keepalive_request(
+    worker: &mut Worker<'_, '_>,
+    slot: &mut Option<TlsConn>,
+    identity: Option<usize>,
+    request: &[u8],
+) -> Result<Success, ErrorKind> {
+    let mut handshake = None;
+    let conn = match slot {
+        Some(conn) => conn,
+        None => {
+            worker.stats.connections += 1;
+            let Connected { conn, resumed, .. } = worker.shared.client.connect(identity, false)?;
+            handshake = Some(resumed);
+            slot.insert(conn)
+        }
+    };
+    let result = conn.exchange(request);
+    if !matches!(result, Ok(Response { close: false, .. })) {
+        *slot = None;
+    }
+    let response = result?;
+    if let Some(kind) = crate::errors::classify_status(response.status) {
+        return Err(kind);
+    }
+    Ok(Success {
+        handshake,
+        body_bytes: response.body_bytes,
+    })
+}
+
+/// The connection indices thread `thread` of `threads` owns: `thread, thread + threads, ...`
+/// below `connections`.
+pub fn owned_connections(thread: usize, threads: usize, connections: usize) -> Vec<usize> {
+    (thread..connections).step_by(threads.max(1)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_split_over_threads() {
+        assert_eq!(owned_connections(0, 2, 5), vec![0, 2, 4]);
+        assert_eq!(owned_connections(1, 2, 5), vec![1, 3]);
+        assert_eq!(owned_connections(3, 4, 2), Vec::<usize>::new());
+    }
+}
