@@ -52,6 +52,10 @@ impl Server {
                 reservations.push(socket);
                 bound.push(actual);
             } else {
+                // SO_REUSEPORT would let this process silently share the port with another
+                // listener (say, a second instance) and split its traffic: refuse instead.
+                std::net::TcpListener::bind(addr)
+                    .map_err(|source| StartError::Listen { addr, source })?;
                 bound.push(addr);
             }
         }

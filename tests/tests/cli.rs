@@ -132,3 +132,37 @@ fn demo_serves_the_demo_client_and_refuses_the_others() {
     assert_ne!(String::from_utf8_lossy(&none.stdout), "200");
     assert_ne!(String::from_utf8_lossy(&expired.stdout), "200");
 }
+
+#[test]
+fn a_second_instance_on_the_same_port_is_refused_instead_of_sharing_it() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let text = config_text(
+        &pki,
+        &[SiteConfig::new(
+            origin.addr(),
+            "optional",
+            Some(pki.path("bundle.pem")),
+        )],
+        "",
+    )
+    .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let first = portcullis_e2e::Portcullis::start(&text);
+    assert_eq!(first.addr.port(), port);
+    let path = pki.write("second.toml", &text);
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(portcullis_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("second instance");
+    assert!(!out.status.success(), "the second instance started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.to_lowercase().contains("in use"), "{err}");
+}
