@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use monoio::net::TcpStream;
-use portcullis::pki::{
-    DemoPki, CLIENT_CERT_FILE, CLIENT_KEY_FILE, ROOT_CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE,
-    TRUST_BUNDLE_FILE,
-};
+use portcullis::demo::demo_config;
+use portcullis::pki::{DemoPki, CLIENT_CERT_FILE, CLIENT_KEY_FILE, ROOT_CA_FILE};
 use portcullis::revocation::RevocationState;
 use portcullis::tls::{TlsSnapshot, TlsStream};
 
@@ -112,28 +110,8 @@ impl Peer {
 fn server_snapshot(dir: &std::path::Path) -> (DemoPki, TlsSnapshot) {
     let pki = DemoPki::generate(dir).expect("demo PKI");
     let config_path = dir.join("portcullis.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"
-[server]
-listen = ["127.0.0.1:0"]
-workers = 1
-
-[[site]]
-name = "bench"
-server_names = ["localhost"]
-certificate = "{SERVER_CERT_FILE}"
-private_key = "{SERVER_KEY_FILE}"
-origin = "http://127.0.0.1:9"
-
-[site.mtls]
-mode = "required"
-trust_store = "{TRUST_BUNDLE_FILE}"
-"#
-        ),
-    )
-    .expect("write configuration");
+    let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+    std::fs::write(&config_path, demo_config(unused, unused, 1)).expect("write configuration");
     let config = portcullis_config::load(&config_path).expect("configuration loads");
     let revocation = RevocationState::new(&config);
     let snapshot = TlsSnapshot::build(Arc::new(config), &revocation).expect("TLS snapshot");

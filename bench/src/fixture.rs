@@ -7,6 +7,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use portcullis::demo::demo_config;
 use portcullis::pki::DemoPki;
 use portcullis_config::revocation::{RevocationStoreSnapshot, StoreFormat};
 use portcullis_config::Snapshot;
@@ -60,26 +61,8 @@ pub fn write_store(path: &Path, count: u64) -> io::Result<()> {
 pub fn config_with_store(dir: &Path, store: &Path) -> Result<Snapshot, FixtureError> {
     DemoPki::generate(dir)?;
     let config_path = dir.join("portcullis.toml");
-    fs::write(
-        &config_path,
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-workers = 1
-
-[[site]]
-name = "bench"
-server_names = ["localhost"]
-default = true
-certificate = "server.pem"
-private_key = "server.key"
-origin = "http://127.0.0.1:9"
-
-[site.mtls]
-mode = "required"
-trust_store = "trust-bundle.pem"
-"#,
-    )?;
+    let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+    fs::write(&config_path, demo_config(unused, unused, 1))?;
     let mut config = portcullis_config::load(&config_path)?;
     let format = StoreFormat::Json;
     let entries = format

@@ -32,27 +32,8 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = DemoPki::generate(dir.path()).expect("demo pki");
         let config_path = dir.path().join("portcullis.toml");
-        fs::write(
-            &config_path,
-            r#"
-[server]
-listen = ["127.0.0.1:0"]
-workers = 1
-
-[[site]]
-name = "s"
-server_names = ["localhost"]
-default = true
-certificate = "server.pem"
-private_key = "server.key"
-origin = "http://127.0.0.1:9"
-
-[site.mtls]
-mode = "required"
-trust_store = "trust-bundle.pem"
-"#,
-        )
-        .expect("write config");
+        let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+        fs::write(&config_path, crate::demo::demo_config(unused, unused, 1)).expect("write config");
         let base = portcullis_config::load(&config_path).expect("load config");
         Self { dir, pki, base }
     }
