@@ -1,0 +1,520 @@
+#!/usr/bin/env bash
+# Side-by-side mTLS benchmark: nginx, HAProxy and Portcullis with the same certificates, trust
+# store, TLS settings and loopback origin, one server at a time, the server on CPU 0 and the
+# load generator on CPU 1. See bench/compare/README.md.
+#
+# Environment (all optional):
+#   BENCH_SECS=10        length of every measured run, seconds
+#   QUICK=1              a smoke run: BENCH_SECS=2, IDLE_CONNS=1000, 4 client certificates
+#   IDLE_CONNS=10000     idle TLS connections for the memory measurement
+#   CLIENT_CERTS=16      client certificates in the pool
+#   SERVERS="nginx haproxy portcullis"
+#   VARIANTS="ecdsa rsa" (the RSA-2048 variant runs the handshake rows only unless RSA_FULL=1)
+#   HS_THREADS=4         load-generator threads in handshake mode
+#   KA_CONNS=16          keep-alive connections (keepalive and rate modes)
+#   SERVER_CPU=0 CLIENT_CPU=1
+#   SKIP_BUILD=1         use the binaries already in $CARGO_TARGET_DIR/release
+#   OUT_DIR=bench/results
+#   KEEP_WORK=1          keep the temporary directory (configs, logs, raw JSON)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/portcullis-target}
+BIN=$CARGO_TARGET_DIR/release
+
+if [[ ${QUICK:-0} == 1 ]]; then
+  BENCH_SECS=${BENCH_SECS:-2}
+  IDLE_CONNS=${IDLE_CONNS:-1000}
+  CLIENT_CERTS=${CLIENT_CERTS:-4}
+fi
+BENCH_SECS=${BENCH_SECS:-10}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+CLIENT_CERTS=${CLIENT_CERTS:-16}
+SERVERS=${SERVERS:-nginx haproxy portcullis}
+VARIANTS=${VARIANTS:-ecdsa rsa}
+RSA_FULL=${RSA_FULL:-0}
+HS_THREADS=${HS_THREADS:-4}
+KA_CONNS=${KA_CONNS:-16}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
+DATE=$(date +%F)
+# Every load-generator run is killed after this long at the latest.
+RUN_LIMIT=$((BENCH_SECS + 30))
+
+log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites (no installs)
+missing=()
+for pair in nginx:nginx haproxy:haproxy python3:python3 openssl:openssl taskset:util-linux \
+  getconf:libc-bin; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [[ ${SKIP_BUILD:-0} != 1 ]] && ! command -v cargo >/dev/null 2>&1; then
+  die "cargo not found (install Rust), or set SKIP_BUILD=1 with prebuilt binaries"
+fi
+if ((${#missing[@]})); then
+  die "missing Debian packages: ${missing[*]} (install them with: apt-get install -y ${missing[*]})"
+fi
+ncpu=$(nproc)
+((ncpu > SERVER_CPU && ncpu > CLIENT_CPU)) || die "needs CPUs $SERVER_CPU and $CLIENT_CPU (nproc=$ncpu)"
+
+# File descriptors: IDLE_CONNS sockets on each side plus some.
+need_fds=$((IDLE_CONNS + 512))
+hard=$(ulimit -Hn)
+if [[ $hard != unlimited ]] && ((hard < need_fds)); then
+  die "ulimit -Hn is $hard, IDLE_CONNS=$IDLE_CONNS needs $need_fds (lower IDLE_CONNS)"
+fi
+ulimit -n "$hard" 2>/dev/null || ulimit -n "$need_fds"
+NOFILE=$(ulimit -n)
+
+# ---------------------------------------------------------------- build
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  log "building portcullis, portcullis-loadtest (release) and the crypto-bound tool"
+  (cd "$ROOT" && cargo build --release -q -p portcullis -p portcullis-loadtest)
+  (cd "$HERE/crypto-bound" && cargo build --release -q)
+fi
+for b in portcullis portcullis-loadtest portcullis-crypto-bound; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b not built"
+done
+
+# ---------------------------------------------------------------- process bookkeeping
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-compare.XXXXXX")
+RAW=$WORK/raw
+mkdir -p "$RAW"
+STARTED=() # pids of every long-running process this script started
+
+stop_pid() { # stop_pid PID: TERM, up to 5 s, then KILL
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    # nginx workers are children of the master; take them with it.
+    local kids
+    kids=$(pgrep -P "$pid" || true)
+    kill -KILL "$pid" $kids 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
+  if [[ ${KEEP_WORK:-0} == 1 || $rc != 0 ]]; then
+    log "work directory kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() { # remove PID from STARTED
+  local keep=() p
+  for p in "${STARTED[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  STARTED=("${keep[@]}")
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # wait_port PORT PID SECONDS: until 127.0.0.1:PORT accepts, PID alive
+  local port=$1 pid=$2 deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+server_pids() { # the server's processes: the pid and its children (nginx workers)
+  local pid=$1
+  echo "$pid"
+  pgrep -P "$pid" || true
+}
+
+cpu_ticks() { # utime+stime (clock ticks) summed over the processes (all threads included)
+  local total=0 p t
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] || continue
+    t=$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
+rss_kib() { # VmRSS summed over the processes
+  local total=0 p r
+  for p in "$@"; do
+    r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$((total + ${r:-0}))
+  done
+  echo "$total"
+}
+
+# ---------------------------------------------------------------- origin (shared, on CLIENT_CPU)
+start_origin() {
+  local dir=$WORK/origin
+  mkdir -p "$dir/logs"
+  ORIGIN_PORT=$(free_port)
+  cat > "$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT reuseport backlog=4096;
+    location / { default_type text/plain; return 200 "hello from the origin\n"; }
+  }
+}
+EOF
+  taskset -c "$CLIENT_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+    >"$dir/logs/stdout.log" 2>&1 &
+  ORIGIN_PID=$!
+  STARTED+=("$ORIGIN_PID")
+  wait_port "$ORIGIN_PORT" "$ORIGIN_PID" 10 || die "origin nginx did not start: $(cat "$dir/logs/"*)"
+  log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (CPU $CLIENT_CPU)"
+}
+
+# ---------------------------------------------------------------- the three servers
+# Same for all: server.pem (leaf + intermediate), trust.pem (root), required client
+# certificate, verify depth 4, TLS 1.3 only, X25519, ALPN http/1.1, one worker, keep-alive
+# upstream to the origin, X-Forwarded-For/-Proto and four client-certificate headers.
+write_nginx() { # DIR PKI PORT
+  local dir=$1 pki=$2 port=$3
+  mkdir -p "$dir/logs"
+  cat > "$dir/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections $((IDLE_CONNS + 1000)); }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  client_header_timeout 600s;
+  upstream origin {
+    server 127.0.0.1:$ORIGIN_PORT;
+    keepalive 64;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+  }
+  server {
+    listen 127.0.0.1:$port ssl backlog=4096;
+    server_name localhost;
+    ssl_certificate $pki/server.pem;
+    ssl_certificate_key $pki/server.key;
+    ssl_protocols TLSv1.3;
+    ssl_ecdh_curve X25519;
+    ssl_client_certificate $pki/trust.pem;
+    ssl_verify_client on;
+    ssl_verify_depth 4;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header X-Client-Cert-Serial \$ssl_client_serial;
+      proxy_set_header X-Client-Cert-Subject \$ssl_client_s_dn;
+      proxy_set_header X-Client-Cert-Issuer \$ssl_client_i_dn;
+      proxy_set_header X-Client-Cert-Verify \$ssl_client_verify;
+    }
+  }
+}
+EOF
+}
+
+write_haproxy() { # DIR PKI PORT
+  local dir=$1 pki=$2 port=$3
+  mkdir -p "$dir/logs"
+  cat > "$dir/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  # idle frontend connections use one fd each; haproxy budgets two and would refuse to start
+  no strict-limits
+  maxconn $((IDLE_CONNS + 500))
+  ulimit-n $NOFILE
+  tune.ssl.default-dh-param 2048
+
+defaults
+  mode http
+  option http-keep-alive
+  option forwardfor
+  timeout connect 5s
+  timeout client 600s
+  timeout server 60s
+  timeout http-request 600s
+  timeout http-keep-alive 600s
+
+frontend bench
+  bind 127.0.0.1:$port ssl crt $pki/server-combined.pem ca-file $pki/trust.pem verify required alpn http/1.1 ssl-min-ver TLSv1.3 curves X25519
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header X-Client-Cert-Serial %[ssl_c_serial,hex]
+  http-request set-header X-Client-Cert-Subject %{+Q}[ssl_c_s_dn]
+  http-request set-header X-Client-Cert-Issuer %{+Q}[ssl_c_i_dn]
+  http-request set-header X-Client-Cert-Verify %[ssl_c_verify]
+  default_backend origin
+
+backend origin
+  http-reuse always
+  server origin 127.0.0.1:$ORIGIN_PORT maxconn 1000
+EOF
+}
+
+write_portcullis() { # DIR PKI PORT
+  local dir=$1 pki=$2 port=$3
+  mkdir -p "$dir/logs"
+  cat > "$dir/portcullis.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$port"]
+workers = 1
+cpu_affinity = [$SERVER_CPU]
+
+[server.timeouts]
+handshake = "10s"
+header_read = "600s"
+idle_keepalive = "600s"
+
+[server.limits]
+max_connections_per_worker = $((IDLE_CONNS + 1000))
+
+[[site]]
+name = "bench"
+server_names = ["localhost"]
+default = true
+certificate = "$pki/server.pem"
+private_key = "$pki/server.key"
+origin = "http://127.0.0.1:$ORIGIN_PORT"
+
+[site.mtls]
+mode = "required"
+trust_store = "$pki/trust.pem"
+max_chain_depth = 4
+advertise_ca_names = true
+forward_headers = ["serial-number", "subject", "issuer", "present"]
+EOF
+  "$BIN/portcullis" check --config "$dir/portcullis.toml" >"$dir/logs/check.log" 2>&1 \
+    || die "portcullis check failed: $(cat "$dir/logs/check.log")"
+}
+
+SERVER_PID=
+SERVER_PORT=
+start_server() { # start_server NAME VARIANT
+  local name=$1 variant=$2 pki=$WORK/pki-$2 dir=$WORK/$1-$2
+  SERVER_PORT=$(free_port)
+  case $name in
+    nginx)
+      write_nginx "$dir" "$pki" "$SERVER_PORT"
+      taskset -c "$SERVER_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+        >"$dir/logs/stdout.log" 2>&1 &
+      ;;
+    haproxy)
+      write_haproxy "$dir" "$pki" "$SERVER_PORT"
+      taskset -c "$SERVER_CPU" haproxy -db -f "$dir/haproxy.cfg" >"$dir/logs/stdout.log" 2>&1 &
+      ;;
+    portcullis)
+      write_portcullis "$dir" "$pki" "$SERVER_PORT"
+      taskset -c "$SERVER_CPU" "$BIN/portcullis" run --config "$dir/portcullis.toml" \
+        >"$dir/logs/stdout.log" 2>"$dir/logs/stderr.log" &
+      ;;
+    *) die "unknown server $name" ;;
+  esac
+  SERVER_PID=$!
+  STARTED+=("$SERVER_PID")
+  if ! wait_port "$SERVER_PORT" "$SERVER_PID" 15; then
+    die "$name did not start on 127.0.0.1:$SERVER_PORT: $(tail -n 20 "$dir/logs/"* 2>/dev/null)"
+  fi
+  sleep 0.3 # let nginx fork its worker
+  log "$name ($variant) on 127.0.0.1:$SERVER_PORT, pids $(server_pids "$SERVER_PID" | tr '\n' ' ')"
+}
+
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  stop_pid "$SERVER_PID"
+  forget_pid "$SERVER_PID"
+  SERVER_PID=
+}
+
+# ---------------------------------------------------------------- one load-generator run
+# lt TAG VARIANT MODE ARGS...: runs portcullis-loadtest on CLIENT_CPU against the current
+# server, writes $RAW/TAG.json (its summary) and $RAW/TAG.cpu.json (the server's CPU time).
+lt() {
+  local tag=$1 variant=$2 mode=$3
+  shift 3
+  local pki=$WORK/pki-$variant pids t0 t1 w0 w1 rc=0
+  mapfile -t pids < <(server_pids "$SERVER_PID")
+  t0=$(cpu_ticks "${pids[@]}")
+  w0=$(date +%s.%N)
+  timeout --kill-after=5 "$RUN_LIMIT" taskset -c "$CLIENT_CPU" "$BIN/portcullis-loadtest" "$mode" \
+    --target "127.0.0.1:$SERVER_PORT" --sni localhost --ca "$pki/root-ca.pem" --certs "$pki/certs" \
+    --no-progress --json --max-errors 1000000 "$@" >"$RAW/$tag.json" 2>"$RAW/$tag.stderr" || rc=$?
+  w1=$(date +%s.%N)
+  t1=$(cpu_ticks "${pids[@]}")
+  printf '{"ticks": %s, "clk_tck": %s, "wall_secs": %s, "rc": %s}\n' \
+    "$((t1 - t0))" "$(getconf CLK_TCK)" "$(python3 -c "print(round($w1 - $w0, 3))")" \
+    "$rc" >"$RAW/$tag.cpu.json"
+  if [[ $rc != 0 || ! -s $RAW/$tag.json ]]; then
+    log "  $tag: loadtest exited $rc: $(tail -n 3 "$RAW/$tag.stderr" | tr '\n' ' ')"
+  else
+    python3 - "$RAW/$tag.json" "$RAW/$tag.cpu.json" "$tag" >&2 <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); c = json.load(open(sys.argv[2]))
+cpu = c["ticks"] / c["clk_tck"]
+per = cpu * 1e6 / s["completed"] if s["completed"] else float("nan")
+print(f"  {sys.argv[3]}: {s['ops_per_sec']:.0f} {s['unit']}/s, errors {s['unexpected_errors']}, "
+      f"server CPU {100 * cpu / c['wall_secs']:.0f}% ({per:.1f} us/op), p99 {s['latency']['p99_us']} us")
+PY
+  fi
+}
+
+# ---------------------------------------------------------------- idle connections
+idle_test() { # idle_test NAME VARIANT: fresh server, RSS before/after IDLE_CONNS idle TLS conns
+  local name=$1 variant=$2 pki=$WORK/pki-$2 tag=$2.$1.idle
+  start_server "$name" "$variant"
+  lt "$variant.$name.idle-warmup" "$variant" handshake -t "$HS_THREADS" -d 1 >/dev/null
+  sleep 1
+  local pids before after hp deadline
+  mapfile -t pids < <(server_pids "$SERVER_PID")
+  before=$(rss_kib "${pids[@]}")
+  taskset -c "$CLIENT_CPU" python3 "$HERE/idle_conns.py" --target "127.0.0.1:$SERVER_PORT" \
+    --ca "$pki/root-ca.pem" --certs "$pki/certs" --count "$IDLE_CONNS" --threads 8 \
+    --deadline 120 --hold 300 >"$RAW/$tag.helper.json" 2>"$RAW/$tag.stderr" &
+  hp=$!
+  STARTED+=("$hp")
+  deadline=$((SECONDS + 150))
+  while [[ ! -s $RAW/$tag.helper.json ]] && ((SECONDS < deadline)) && kill -0 "$hp" 2>/dev/null; do
+    sleep 0.5
+  done
+  sleep 2 # let the server finish the last handshakes
+  mapfile -t pids < <(server_pids "$SERVER_PID")
+  after=$(rss_kib "${pids[@]}")
+  stop_pid "$hp"
+  forget_pid "$hp"
+  [[ -s $RAW/$tag.helper.json ]] || die "idle helper produced nothing: $(cat "$RAW/$tag.stderr")"
+  python3 - "$RAW/$tag.helper.json" "$before" "$after" >"$RAW/$tag.json" <<'PY'
+import json, sys
+h = json.loads(open(sys.argv[1]).read().splitlines()[0])
+h.update({"rss_before_kib": int(sys.argv[2]), "rss_after_kib": int(sys.argv[3])})
+print(json.dumps(h))
+PY
+  log "  idle: $(cat "$RAW/$tag.json")"
+  stop_server
+}
+
+# ---------------------------------------------------------------- machine facts
+facts() {
+  python3 - "$RAW/facts.json" <<PY
+import json, subprocess, sys
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip() + \
+               subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stderr.strip()
+    except Exception as e:
+        return str(e)
+model = ""
+for line in open("/proc/cpuinfo"):
+    if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip(); break
+mem = next((l.split(":")[1].strip() for l in open("/proc/meminfo") if l.startswith("MemTotal")), "")
+json.dump({
+    "date": "$DATE",
+    "nproc": int(sh("nproc")),
+    "cpu_model": model,
+    "mem_total": mem,
+    "kernel": sh("uname -srm"),
+    "nginx": sh("nginx -v 2>&1").replace("nginx version: ", ""),
+    "nginx_openssl": sh("nginx -V 2>&1 | grep -o 'built with OpenSSL [^ ]*' | head -1"),
+    "haproxy": sh("haproxy -v | head -1"),
+    "haproxy_openssl": sh("haproxy -vv | grep 'Running on OpenSSL' | head -1"),
+    "portcullis": sh("cd $ROOT && git describe --always --dirty 2>/dev/null") + " (boring 5.4.0 / BoringSSL)",
+    "openssl": sh("openssl version"),
+    "bench_secs": $BENCH_SECS, "idle_conns": $IDLE_CONNS, "client_certs": $CLIENT_CERTS,
+    "hs_threads": $HS_THREADS, "ka_conns": $KA_CONNS,
+    "server_cpu": $SERVER_CPU, "client_cpu": $CLIENT_CPU,
+    "loadavg_start": open("/proc/loadavg").read().strip(),
+}, open(sys.argv[1], "w"), indent=1)
+PY
+}
+
+# ---------------------------------------------------------------- main
+log "work dir $WORK; ${BENCH_SECS}s runs; servers: $SERVERS; variants: $VARIANTS"
+facts
+start_origin
+
+for variant in $VARIANTS; do
+  pki=$WORK/pki-$variant
+  log "PKI ($variant): root -> intermediate -> server + $CLIENT_CERTS clients"
+  "$HERE/gen_pki.sh" "$pki" "$variant" "$CLIENT_CERTS"
+
+  log "crypto bound ($variant) on CPU $SERVER_CPU"
+  taskset -c "$SERVER_CPU" "$BIN/portcullis-crypto-bound" --server-key "$pki/server.key" \
+    --client-key "$pki/certs/client-0.key" --client-leaf "$pki/certs/client-0.pem" \
+    --intermediate "$pki/intermediate.pem" --root "$pki/root-ca.pem" >"$RAW/$variant.crypto.json"
+  log "  $(cat "$RAW/$variant.crypto.json")"
+
+  full=1
+  [[ $variant == rsa && $RSA_FULL != 1 ]] && full=0
+  sat_rate=
+  for name in $SERVERS; do
+    log "== $name ($variant)"
+    start_server "$name" "$variant"
+    # What a BoringSSL client with default settings (as portcullis-loadtest) negotiates.
+    timeout 10 "$BIN/portcullis-crypto-bound" --probe "127.0.0.1:$SERVER_PORT" --ca "$pki/root-ca.pem" \
+      --cert "$pki/certs/client-0.pem" --key "$pki/certs/client-0.key" \
+      >"$RAW/$variant.$name.probe.json" 2>"$RAW/$variant.$name.probe.stderr" \
+      || log "  probe failed: $(cat "$RAW/$variant.$name.probe.stderr")"
+    log "  negotiated: $(cat "$RAW/$variant.$name.probe.json" 2>/dev/null)"
+    lt "$variant.$name.warmup" "$variant" handshake -t "$HS_THREADS" -d 1 2>/dev/null
+    lt "$variant.$name.handshake" "$variant" handshake -t "$HS_THREADS" -d "$BENCH_SECS"
+    lt "$variant.$name.resume" "$variant" handshake --resume -t "$HS_THREADS" -d "$BENCH_SECS"
+    if ((full)); then
+      lt "$variant.$name.keepalive" "$variant" keepalive -t 2 -c "$KA_CONNS" -r 100000000 -d "$BENCH_SECS"
+      if [[ -z $sat_rate ]]; then
+        # The rate for the latency runs: half the keep-alive saturation rate of the first
+        # server (nginx by default).
+        sat_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["ops_per_sec"] / 2)))' \
+          "$RAW/$variant.$name.keepalive.json" 2>/dev/null || echo 1000)
+        echo "{\"rate\": $sat_rate, \"from\": \"$name\"}" >"$RAW/$variant.rate.json"
+        log "  latency runs at $sat_rate req/s (50% of $name's keep-alive rate)"
+      fi
+      lt "$variant.$name.rate" "$variant" rate --rate "$sat_rate" -t 2 -c "$KA_CONNS" -d "$BENCH_SECS"
+    fi
+    stop_server
+    if ((full)); then idle_test "$name" "$variant"; fi
+  done
+done
+
+cat /proc/loadavg >"$RAW/loadavg_end.txt"
+mkdir -p "$OUT_DIR"
+python3 "$HERE/compare.py" --raw "$RAW" --out "$OUT_DIR/compare-$DATE"
+log "wrote $OUT_DIR/compare-$DATE.md, .svg and .json"
