@@ -139,14 +139,21 @@ struct ClientBuffer {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Size the buffer may grow to for a request head (`max_header_bytes`).
+    limit: usize,
 }
 
+/// A connection's client buffer starts this small (an idle connection keeps it) and grows
+/// up to the request-head limit when a head needs it.
+const INITIAL_CLIENT_BUFFER: usize = 4096;
+
 impl ClientBuffer {
-    fn new(capacity: usize) -> Self {
+    fn new(limit: usize) -> Self {
         Self {
-            buf: vec![0; capacity],
+            buf: vec![0; INITIAL_CLIENT_BUFFER.min(limit)],
             start: 0,
             end: 0,
+            limit,
         }
     }
 
@@ -166,12 +173,18 @@ impl ClientBuffer {
         }
     }
 
-    /// Free space at the end, after moving unconsumed bytes to the front if needed.
+    /// Free space at the end, after moving unconsumed bytes to the front or growing the
+    /// buffer (up to the limit) if needed.
     fn spare(&mut self) -> &mut [u8] {
-        if self.end == self.buf.len() && self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.buf.len() < self.limit {
+                let grown = (self.buf.len() * 2).clamp(INITIAL_CLIENT_BUFFER, self.limit);
+                self.buf.resize(grown, 0);
+            }
         }
         &mut self.buf[self.end..]
     }

@@ -92,6 +92,9 @@ pub struct CommonArgs {
     /// Use TLS 1.2 (default: TLS 1.3).
     #[arg(long)]
     pub tls12: bool,
+    /// Key exchange groups to offer, BoringSSL syntax (e.g. `X25519MLKEM768:X25519`).
+    #[arg(long, default_value = crate::config::DEFAULT_GROUPS)]
+    pub groups: String,
     /// Directory of client-*.pem (leaf, then intermediates) + client-*.key pairs.
     #[arg(long, conflicts_with = "generate")]
     pub certs: Option<PathBuf>,
@@ -161,6 +164,7 @@ impl CommonArgs {
         config.duration = self.duration;
         config.count = self.count;
         config.timeout = self.timeout;
+        config.groups = self.groups;
         config.version = if self.tls12 {
             TlsVersion::Tls12
         } else {

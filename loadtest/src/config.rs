@@ -84,6 +84,9 @@ pub struct Config {
     pub timeout: Duration,
     /// The pinned TLS version.
     pub version: TlsVersion,
+    /// Key exchange groups offered, BoringSSL syntax (default `X25519:P-256`, what nginx and
+    /// HAProxy on OpenSSL 3.0 negotiate; `X25519MLKEM768:X25519` adds the post-quantum hybrid).
+    pub groups: String,
     /// The client certificates presented round-robin.
     pub certs: CertSource,
     /// A refused handshake is the expected outcome (and an accepted one an error).
@@ -93,6 +96,9 @@ pub struct Config {
     /// Draw the live progress line on stderr (only when stderr is a terminal).
     pub progress: bool,
 }
+
+/// Key exchange groups offered unless configured otherwise.
+pub const DEFAULT_GROUPS: &str = "X25519:P-256";
 
 impl Config {
     /// A configuration for `mode` against `target` with the defaults: SNI `localhost`, no
@@ -110,6 +116,7 @@ impl Config {
             count: None,
             timeout: Duration::from_secs(5),
             version: TlsVersion::Tls13,
+            groups: DEFAULT_GROUPS.to_owned(),
             certs: CertSource::None,
             expect_refused: false,
             max_errors: 0,

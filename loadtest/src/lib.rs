@@ -57,6 +57,7 @@ pub fn run(config: &Config) -> Result<Summary, LoadError> {
             sni: &config.sni,
             ca: config.ca.as_deref(),
             version: config.version,
+            groups: &config.groups,
             timeout: config.timeout,
         },
         identities,

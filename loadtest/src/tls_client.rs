@@ -49,6 +49,8 @@ pub struct TlsSettings<'a> {
     pub ca: Option<&'a Path>,
     /// The pinned protocol version.
     pub version: TlsVersion,
+    /// Key exchange groups offered (BoringSSL syntax).
+    pub groups: &'a str,
     /// Per-operation timeout (connect, and every read and write).
     pub timeout: Duration,
 }
@@ -133,6 +135,7 @@ impl TlsClient {
         builder.set_min_proto_version(Some(settings.version.boring()))?;
         builder.set_max_proto_version(Some(settings.version.boring()))?;
         builder.set_alpn_protos(b"\x08http/1.1")?;
+        builder.set_curves_list(settings.groups)?;
         match settings.ca {
             Some(ca) => {
                 if !ca.exists() {
@@ -347,6 +350,7 @@ mod tests {
                 sni: "localhost",
                 ca: None,
                 version,
+                groups: crate::config::DEFAULT_GROUPS,
                 timeout: Duration::from_secs(5),
             },
             vec![identity()],
@@ -424,6 +428,7 @@ mod tests {
                 sni: "localhost",
                 ca: None,
                 version: TlsVersion::Tls13,
+                groups: crate::config::DEFAULT_GROUPS,
                 timeout: Duration::from_millis(200),
             },
             Vec::new(),
