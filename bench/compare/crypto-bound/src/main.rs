@@ -106,6 +106,10 @@ fn probe(args: &[String], target: &str) {
     let mut b = SslConnector::builder(SslMethod::tls()).expect("connector");
     b.set_min_proto_version(Some(SslVersion::TLS1_3)).expect("version");
     b.set_alpn_protos(b"\x08http/1.1").expect("alpn");
+    // The groups portcullis-loadtest offers by default (its --groups), so the reported group
+    // is the one the measured runs negotiated.
+    b.set_curves_list(&arg(args, "--groups").unwrap_or_else(|| "X25519:P-256".to_owned()))
+        .expect("groups");
     b.set_ca_file(need(args, "--ca")).expect("ca");
     b.set_certificate_chain_file(need(args, "--cert")).expect("cert");
     b.set_private_key_file(need(args, "--key"), boring::ssl::SslFiletype::PEM)
