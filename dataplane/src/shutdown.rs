@@ -47,14 +47,16 @@ impl Shutdown {
     }
 }
 
-/// Watches the process-wide stop flag and revocation epoch for one worker, until stop.
+/// Watches the process-wide stop flag and the revocation epoch (last seen at
+/// `start_epoch`) for one worker, until stop.
 pub async fn watch(
     shutdown: &Shutdown,
     stop: Arc<AtomicBool>,
     revocations: &LocalNotify,
+    start_epoch: u64,
     epoch: impl Fn() -> u64,
 ) {
-    let mut seen = epoch();
+    let mut seen = start_epoch;
     while !stop.load(Ordering::Acquire) {
         monoio::time::sleep(POLL_INTERVAL).await;
         let now = epoch();
@@ -93,12 +95,10 @@ mod tests {
                     Rc::clone(&revocations),
                     Rc::clone(&epoch),
                 );
-                monoio::spawn(
-                    async move { watch(&shutdown, stop, &revocations, || epoch.get()).await },
-                )
+                monoio::spawn(async move {
+                    watch(&shutdown, stop, &revocations, 0, || epoch.get()).await
+                })
             };
-            // Let the watcher read the starting epoch before it changes.
-            monoio::time::sleep(Duration::from_millis(20)).await;
             let seen = revocations.generation();
             epoch.set(1);
             monoio::time::timeout(Duration::from_secs(5), revocations.changed_since(seen))

@@ -143,12 +143,17 @@ pub fn run(
         });
         let watcher = {
             let worker = Rc::clone(&worker);
+            let start_epoch = worker.shared.revocation.epoch();
             monoio::spawn(async move {
                 let stop = Arc::clone(&worker.shared.stop);
                 let revocation = Arc::clone(&worker.shared.revocation);
-                shutdown::watch(&worker.shutdown, stop, &worker.revocations, || {
-                    revocation.epoch()
-                })
+                shutdown::watch(
+                    &worker.shutdown,
+                    stop,
+                    &worker.revocations,
+                    start_epoch,
+                    || revocation.epoch(),
+                )
                 .await
             })
         };

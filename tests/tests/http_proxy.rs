@@ -263,7 +263,15 @@ fn sigterm_lets_an_in_flight_download_finish_and_refuses_new_connections() {
         std::thread::sleep(Duration::from_millis(20));
     }
     server.terminate();
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait (bounded) until the listeners are closed: a new connection is then refused.
+    let refused_by = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(server.addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < refused_by,
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let late = Curl::new(&server, "localhost", "/", &pki.path("root.pem")).run();
     assert_eq!(
         late.status, None,
