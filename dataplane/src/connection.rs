@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use monoio::net::TcpStream;
 use portcullis_config::MtlsMode;
@@ -10,6 +11,9 @@ use crate::proxy::{self, Exchange};
 use crate::tls::{OpenIdentity, SiteTls, TlsError, TlsSnapshot, TlsStream};
 use crate::viewer_cert::{render_headers, ViewerCertInfo};
 use crate::worker::ActiveGuard;
+
+/// How long a refused client gets to read its alert while the rest of its flight is drained.
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
 /// Serves one accepted connection until it closes. `guard` keeps it counted as active.
 pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
@@ -35,6 +39,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             log_refusal(&tls, peer, &e);
+            tls.linger_close(REFUSAL_LINGER).await;
             return;
         }
         Err(_) => {

@@ -89,8 +89,9 @@ where
     }
 }
 
-/// The buffers of one connection. The client buffer and head buffer live with the
-/// connection; the two 64 KiB buffers are borrowed from the worker's pool for each request.
+/// The buffers of one connection. The client buffer lives with the connection; the head, body
+/// and response buffers are borrowed from the worker's pool for each request, so an idle
+/// connection holds none of them.
 struct Buffers<'p> {
     pool: &'p BufferPool,
     client: ClientBuffer,
@@ -104,14 +105,17 @@ impl<'p> Buffers<'p> {
         Self {
             pool,
             client: ClientBuffer::new(max_header_bytes),
-            head: Vec::with_capacity(2048),
+            head: Vec::new(),
             body: Vec::new(),
             response: Vec::new(),
         }
     }
 
-    /// Borrows the body and response buffers for a request.
+    /// Borrows the head, body and response buffers for a request.
     fn acquire(&mut self) {
+        if self.head.capacity() < BODY_BUFFER {
+            self.head = self.pool.take_empty();
+        }
         if self.body.len() < BODY_BUFFER {
             self.body = self.pool.take_full();
         }
@@ -122,6 +126,7 @@ impl<'p> Buffers<'p> {
 
     /// Gives them back between requests.
     fn release(&mut self) {
+        self.pool.give(std::mem::take(&mut self.head));
         self.pool.give(std::mem::take(&mut self.body));
         self.pool.give(std::mem::take(&mut self.response));
     }
@@ -145,7 +150,7 @@ struct ClientBuffer {
 
 /// A connection's client buffer starts this small (an idle connection keeps it) and grows
 /// up to the request-head limit when a head needs it.
-const INITIAL_CLIENT_BUFFER: usize = 4096;
+const INITIAL_CLIENT_BUFFER: usize = 2048;
 
 impl ClientBuffer {
     fn new(limit: usize) -> Self {

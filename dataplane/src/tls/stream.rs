@@ -7,13 +7,17 @@
 //! itself copies it (decrypting into the caller's slice, encrypting from it).
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use boring::ssl::{ErrorCode, Ssl, SslRef, SslStream};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-/// Size of the ciphertext read buffer: one full TLS record plus its header and tag.
-const INCOMING_CAPACITY: usize = 16 * 1024 + 512;
+/// Ciphertext read buffer while traffic is light (an idle connection waits with this much):
+/// room for a typical request in one record.
+const INCOMING_LIGHT: usize = 2048;
+/// Ciphertext read buffer during bulk transfer: one full TLS record plus its header and tag.
+const INCOMING_BULK: usize = 16 * 1024 + 512;
 /// Largest plaintext slice handed to BoringSSL per write, so `outgoing` stays bounded.
 const MAX_WRITE_CHUNK: usize = 64 * 1024;
 
@@ -25,6 +29,8 @@ struct CipherBuffers {
     consumed: usize,
     outgoing: Vec<u8>,
     eof: bool,
+    /// The last read filled the buffer: more is probably coming, read in bulk.
+    bulk: bool,
 }
 
 impl Read for CipherBuffers {
@@ -85,7 +91,9 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
     /// Wraps `transport` in a TLS session that has not yet shaken hands.
     pub fn new(ssl: Ssl, transport: T) -> Result<Self, boring::error::ErrorStack> {
         let buffers = CipherBuffers {
-            incoming: Vec::with_capacity(INCOMING_CAPACITY),
+            // Handshake flights (client certificate chains) arrive in bulk.
+            incoming: Vec::with_capacity(INCOMING_BULK),
+            bulk: true,
             ..CipherBuffers::default()
         };
         Ok(Self {
@@ -186,6 +194,33 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         self.transport.shutdown().await
     }
 
+    /// Closes after a refused handshake without losing the alert: stops sending, then reads
+    /// and discards what the peer still sends (at most 64 KiB, for at most `linger`), so the
+    /// kernel ends the connection with FIN instead of a reset that could destroy the alert.
+    pub async fn linger_close(&mut self, linger: Duration) {
+        const MAX_DISCARD: usize = 64 * 1024;
+        let _ = self.transport.shutdown().await;
+        let deadline = Instant::now() + linger;
+        let mut discarded = 0;
+        let mut buf = std::mem::take(&mut self.ssl.get_mut().incoming);
+        buf.clear();
+        buf.reserve(INCOMING_LIGHT);
+        while discarded < MAX_DISCARD {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match monoio::time::timeout(left, self.transport.read(buf)).await {
+                Ok((Ok(n), returned)) if n > 0 => {
+                    discarded += n;
+                    buf = returned;
+                    buf.clear();
+                }
+                _ => break,
+            }
+        }
+    }
+
     /// Writes every pending ciphertext byte to the transport.
     async fn flush(&mut self) -> io::Result<()> {
         let pending = std::mem::take(&mut self.ssl.get_mut().outgoing);
@@ -205,9 +240,20 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         let mut incoming = std::mem::take(&mut io.incoming);
         incoming.drain(..io.consumed);
         io.consumed = 0;
-        // A cancelled read (time-out) leaves an empty buffer behind: give it room again.
-        if incoming.capacity() - incoming.len() < 1024 {
-            incoming.reserve(INCOMING_CAPACITY);
+        // Size the buffer to the traffic: bulk reads get a whole record's room; when traffic
+        // is light (and always between requests) a drained buffer shrinks back, so idle
+        // connections hold little. A cancelled read (time-out) leaves an empty buffer behind,
+        // which gets room again here too.
+        let want = if io.bulk {
+            INCOMING_BULK
+        } else {
+            INCOMING_LIGHT
+        };
+        if incoming.is_empty() && incoming.capacity() > want {
+            incoming = Vec::with_capacity(want);
+        }
+        if incoming.capacity() - incoming.len() < want / 2 {
+            incoming.reserve(want);
         }
         let start = incoming.len();
         let end = incoming.capacity();
@@ -220,7 +266,10 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
                 io.eof = true;
                 Ok(false)
             }
-            Ok(_) => Ok(true),
+            Ok(n) => {
+                io.bulk = n == end - start;
+                Ok(true)
+            }
             Err(e) => Err(e),
         }
     }
