@@ -3,6 +3,7 @@
 //! late, round-robin over its connections; latency is measured from the intended time.
 //! Requests scheduled within the duration are all sent unless the run is more than the
 //! per-operation timeout late at the end, in which case the rest count as `unsent` errors.
+//! Each thread opens its connections first and starts its schedule after that.
 
 use std::time::Instant;
 
@@ -28,16 +29,29 @@ pub fn run(
     if let Some(count) = shared.config.count {
         limit = limit.min(count);
     }
-    let hard_deadline = shared.start + duration + shared.config.timeout;
     let request = get_request(shared.client.sni(), &shared.config.path, false);
     let owned = owned_connections(thread, threads, connections);
     let mut slots: Vec<Option<TlsConn>> = owned.iter().map(|_| None).collect();
+    // Open the connections before the schedule starts, so that their handshakes are not
+    // measured as request latency (a connection that fails here is retried lazily).
+    for (slot, &index) in slots.iter_mut().zip(&owned) {
+        let identity = shared.client.identity_for(index as u64);
+        match shared.client.connect(identity, false) {
+            Ok(connected) => {
+                worker.stats.connections += 1;
+                *slot = Some(connected.conn);
+            }
+            Err(kind) => worker.stats.error(kind, 1),
+        }
+    }
+    let start = Instant::now();
+    let hard_deadline = start + duration + shared.config.timeout;
     let mut next_conn = 0usize;
     for k in Schedule::slots(thread, threads) {
         if k >= limit {
             break;
         }
-        let intended = shared.start + schedule.intended(k);
+        let intended = start + schedule.intended(k);
         let now = Instant::now();
         if now >= hard_deadline || shared.stopped() {
             let left = (limit - k).div_ceil(threads as u64);
