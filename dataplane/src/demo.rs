@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::demo_origin::DemoOrigin;
-use crate::pki::{DemoPki, PkiError};
+use crate::pki::{
+    DemoPki, PkiError, CLIENT_CERT_FILE, CLIENT_KEY_FILE, EXPIRED_CLIENT_CERT_FILE,
+    EXPIRED_CLIENT_KEY_FILE, ROOT_CA_FILE, UNKNOWN_CLIENT_CERT_FILE, UNKNOWN_CLIENT_KEY_FILE,
+};
 
 /// Why the demo could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -79,31 +82,31 @@ impl Demo {
             self.origin.addr()
         );
         let _ = writeln!(s, "Data plane on {url} (viewer mTLS required)\n");
-        let _ = writeln!(s, "Accepted: a client certificate from the trusted CA");
-        let _ = writeln!(
-            s,
-            "  curl --cacert {} --cert {} --key {} {url}\n",
-            d("root-ca.pem"),
-            d("client.pem"),
-            d("client.key")
+        let ca = d(ROOT_CA_FILE);
+        let mut example = |what: &str, cert: Option<(&str, &str)>| {
+            let _ = writeln!(s, "{what}");
+            match cert {
+                Some((cert, key)) => {
+                    let (cert, key) = (d(cert), d(key));
+                    let _ = writeln!(s, "  curl --cacert {ca} --cert {cert} --key {key} {url}\n");
+                }
+                None => {
+                    let _ = writeln!(s, "  curl --cacert {ca} {url}\n");
+                }
+            }
+        };
+        example(
+            "Accepted: a client certificate from the trusted CA",
+            Some((CLIENT_CERT_FILE, CLIENT_KEY_FILE)),
         );
-        let _ = writeln!(s, "Refused: no client certificate");
-        let _ = writeln!(s, "  curl --cacert {} {url}\n", d("root-ca.pem"));
-        let _ = writeln!(s, "Refused: an expired client certificate");
-        let _ = writeln!(
-            s,
-            "  curl --cacert {} --cert {} --key {} {url}\n",
-            d("root-ca.pem"),
-            d("expired-client.pem"),
-            d("expired-client.key")
+        example("Refused: no client certificate", None);
+        example(
+            "Refused: an expired client certificate",
+            Some((EXPIRED_CLIENT_CERT_FILE, EXPIRED_CLIENT_KEY_FILE)),
         );
-        let _ = writeln!(s, "Refused: a certificate from an unknown CA");
-        let _ = writeln!(
-            s,
-            "  curl --cacert {} --cert {} --key {} {url}\n",
-            d("root-ca.pem"),
-            d("unknown-client.pem"),
-            d("unknown-client.key")
+        example(
+            "Refused: a certificate from an unknown CA",
+            Some((UNKNOWN_CLIENT_CERT_FILE, UNKNOWN_CLIENT_KEY_FILE)),
         );
         let _ = writeln!(s, "Press Ctrl-C to stop.");
         s

@@ -497,10 +497,10 @@ where
         match monoio::time::timeout(timeouts.origin_response, origin.stream.read(buf)).await {
             Ok((Ok(0), buf)) => {
                 bufs.response = buf.into_inner();
-                if matches!(response_body, BodyState::UntilClose) {
-                    return Ok(Next::Close);
+                // The end of an until-close body; for any other framing, a truncated one.
+                if !matches!(response_body, BodyState::UntilClose) {
+                    tracing::debug!("origin closed in the middle of a response body");
                 }
-                tracing::debug!("origin closed in the middle of a response body");
                 return Ok(Next::Close);
             }
             Ok((Ok(_), buf)) => bufs.response = buf.into_inner(),

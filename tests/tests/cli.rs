@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{config_text, origin, portcullis_bin, SiteConfig, TestPki};
+use portcullis_e2e::{config_text, origin, portcullis_bin, portcullis_cli, SiteConfig, TestPki};
 
 #[test]
 fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
@@ -21,11 +21,7 @@ fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
         "",
     );
     let good_path = pki.write("good.toml", &good);
-    let out = Command::new(portcullis_bin())
-        .args(["check", "--config"])
-        .arg(&good_path)
-        .output()
-        .expect("check");
+    let out = portcullis_cli(&["check", "--config", good_path.to_str().expect("path")]);
     assert!(
         out.status.success(),
         "{}",
@@ -34,11 +30,7 @@ fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
 
     let broken = good.replace("mode = \"required\"", "mode = \"sometimes\"");
     let broken_path = pki.write("broken.toml", &broken);
-    let out = Command::new(portcullis_bin())
-        .args(["check", "--config"])
-        .arg(&broken_path)
-        .output()
-        .expect("check");
+    let out = portcullis_cli(&["check", "--config", broken_path.to_str().expect("path")]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("site[0].mtls.mode"), "{err}");
@@ -46,11 +38,7 @@ fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
 
     let missing = good.replace("bundle.pem", "no-such-bundle.pem");
     let missing_path = pki.write("missing.toml", &missing);
-    let out = Command::new(portcullis_bin())
-        .args(["run", "--config"])
-        .arg(&missing_path)
-        .output()
-        .expect("run");
+    let out = portcullis_cli(&["run", "--config", missing_path.to_str().expect("path")]);
     assert!(!out.status.success(), "run must refuse a broken config");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("site[0].mtls.trust_store"), "{err}");
