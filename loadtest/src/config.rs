@@ -33,9 +33,11 @@ pub enum Mode {
         /// kind `not_resumed`.
         resume: bool,
     },
-    /// `connections` keep-alive connections with `requests` sequential requests each.
+    /// `connections` keep-alive connections with `requests` sequential requests each, all
+    /// connections with a request in flight at once.
     KeepAlive {
-        /// How many connections (spread over the threads; each thread cycles through its own).
+        /// How many connections (spread over the threads; each thread runs its own as an
+        /// event loop).
         connections: usize,
         /// Requests per connection.
         requests: u64,

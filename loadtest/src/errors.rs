@@ -55,6 +55,9 @@ pub enum LoadError {
     /// A worker thread could not be started.
     #[error("cannot start a worker thread: {0}")]
     Spawn(#[source] io::Error),
+    /// A worker thread's event loop failed (the poller could not be created or polled).
+    #[error("event loop failed: {0}")]
+    EventLoop(#[source] io::Error),
     /// A worker thread panicked (a bug).
     #[error("a worker thread panicked")]
     WorkerPanicked,

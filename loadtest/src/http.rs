@@ -10,7 +10,7 @@ const MAX_HEADERS: usize = 64;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE_BYTES: usize = 4096;
 /// Bytes read from the transport at a time.
-const READ_BYTES: usize = 16 * 1024;
+pub const READ_BYTES: usize = 16 * 1024;
 
 /// A byte stream whose failures are already classified.
 pub trait Transport {
@@ -71,22 +71,16 @@ impl<T: Transport> HttpConn<T> {
 
     /// Reads one full response (skipping interim 1xx responses), discarding the body.
     pub fn read_response(&mut self) -> Result<Response, ErrorKind> {
+        let mut parser = ResponseParser::new();
         loop {
-            let head = self.read_head()?;
-            if (100..200).contains(&head.status) && head.status != 101 {
-                continue;
+            let (used, response) = parser.parse(self.available())?;
+            self.pos += used;
+            if let Some(response) = response {
+                return Ok(response);
             }
-            let body_bytes = match head.framing {
-                Framing::None => 0,
-                Framing::Length(n) => self.skip_exact(n)?,
-                Framing::Chunked => self.skip_chunked()?,
-                Framing::UntilClose => self.skip_until_close()?,
-            };
-            return Ok(Response {
-                status: head.status,
-                body_bytes,
-                close: head.close || head.framing == Framing::UntilClose,
-            });
+            if self.fill()? == 0 {
+                return parser.eof();
+            }
         }
     }
 
@@ -120,89 +114,166 @@ impl<T: Transport> HttpConn<T> {
         self.buf.truncate(len + n);
         read
     }
+}
 
-    fn read_head(&mut self) -> Result<Head, ErrorKind> {
+/// Where an incremental [`ResponseParser`] is inside a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the end of a (final or interim) response head.
+    Head,
+    /// `left` bytes of a Content-Length body to go.
+    Body { left: u64 },
+    /// Before the end of a chunk-size line.
+    ChunkSize,
+    /// `left` bytes of the current chunk to go.
+    ChunkData { left: u64 },
+    /// Before the CRLF that ends a chunk's data.
+    ChunkEnd,
+    /// Before the empty line that ends the trailers.
+    Trailers,
+    /// A body delimited by the end of the connection.
+    UntilClose,
+}
+
+/// An incremental parser of one response at a time, for non-blocking connections: it is fed
+/// whatever bytes have arrived ([`ResponseParser::parse`]) and says how many it consumed
+/// and, once a whole response (interim 1xx responses skipped, body discarded) has been
+/// seen, what it was. After a response it is ready for the next one. Malformed input is
+/// [`ErrorKind::Protocol`]; it never panics and never needs more than [`MAX_HEAD_BYTES`]
+/// of unconsumed input (or 4 KiB inside chunked framing) before deciding.
+#[derive(Debug, Clone)]
+pub struct ResponseParser {
+    state: State,
+    status: u16,
+    close: bool,
+    body_bytes: u64,
+}
+
+impl Default for ResponseParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ResponseParser {
+    /// A parser waiting for a response head.
+    pub fn new() -> Self {
+        Self {
+            state: State::Head,
+            status: 0,
+            close: false,
+            body_bytes: 0,
+        }
+    }
+
+    /// Whether the parser is between responses (nothing of the next one seen yet).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Head
+    }
+
+    /// Consumes what it can of `input`, the bytes received and not consumed yet: returns
+    /// how many bytes it consumed and the response if one ended there (bytes after its end
+    /// are not consumed). Bytes that are not consumed must be passed again, followed by
+    /// new ones.
+    pub fn parse(&mut self, input: &[u8]) -> Result<(usize, Option<Response>), ErrorKind> {
+        let mut used = 0usize;
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(self.available()) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let head = Head::from_parsed(&response)?;
-                    self.pos += len;
-                    return Ok(head);
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.available().len() > MAX_HEAD_BYTES {
-                        return Err(ErrorKind::Protocol);
+            let rest = &input[used..];
+            match self.state {
+                State::Head => {
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let mut response = httparse::Response::new(&mut headers);
+                    match response.parse(rest) {
+                        Ok(httparse::Status::Complete(len)) => {
+                            let head = Head::from_parsed(&response)?;
+                            used += len;
+                            if (100..200).contains(&head.status) && head.status != 101 {
+                                continue;
+                            }
+                            self.status = head.status;
+                            self.close = head.close || head.framing == Framing::UntilClose;
+                            self.body_bytes = 0;
+                            self.state = match head.framing {
+                                Framing::None => return Ok((used, Some(self.finish()))),
+                                Framing::Length(0) => return Ok((used, Some(self.finish()))),
+                                Framing::Length(n) => State::Body { left: n },
+                                Framing::Chunked => State::ChunkSize,
+                                Framing::UntilClose => State::UntilClose,
+                            };
+                        }
+                        Ok(httparse::Status::Partial) => {
+                            if rest.len() > MAX_HEAD_BYTES {
+                                return Err(ErrorKind::Protocol);
+                            }
+                            return Ok((used, None));
+                        }
+                        Err(_) => return Err(ErrorKind::Protocol),
                     }
                 }
-                Err(_) => return Err(ErrorKind::Protocol),
-            }
-            if self.fill()? == 0 {
-                // Closed before (or in the middle of) the response head.
-                return Err(ErrorKind::Reset);
-            }
-        }
-    }
-
-    fn skip_exact(&mut self, n: u64) -> Result<u64, ErrorKind> {
-        let mut left = n;
-        while left > 0 {
-            if self.available().is_empty() && self.fill()? == 0 {
-                return Err(ErrorKind::Reset);
-            }
-            let take = left.min(self.available().len() as u64);
-            // take <= available().len(), a usize.
-            self.pos += take as usize;
-            left -= take;
-        }
-        Ok(n)
-    }
-
-    fn skip_until_close(&mut self) -> Result<u64, ErrorKind> {
-        let mut total = self.available().len() as u64;
-        self.pos = self.buf.len();
-        loop {
-            let n = self.fill()?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n as u64;
-            self.pos = self.buf.len();
-        }
-    }
-
-    fn read_line(&mut self) -> Result<Vec<u8>, ErrorKind> {
-        loop {
-            if let Some(end) = self.available().windows(2).position(|w| w == b"\r\n") {
-                let line = self.available()[..end].to_vec();
-                self.pos += end + 2;
-                return Ok(line);
-            }
-            if self.available().len() > MAX_LINE_BYTES {
-                return Err(ErrorKind::Protocol);
-            }
-            if self.fill()? == 0 {
-                return Err(ErrorKind::Reset);
+                State::Body { left } | State::ChunkData { left } => {
+                    if rest.is_empty() {
+                        return Ok((used, None));
+                    }
+                    let take = left.min(rest.len() as u64);
+                    // take <= rest.len(), a usize.
+                    used += take as usize;
+                    self.body_bytes += take;
+                    let left = left - take;
+                    self.state = match (self.state, left) {
+                        (State::Body { .. }, 0) => return Ok((used, Some(self.finish()))),
+                        (State::Body { .. }, left) => State::Body { left },
+                        (_, 0) => State::ChunkEnd,
+                        (_, left) => State::ChunkData { left },
+                    };
+                }
+                State::ChunkSize | State::ChunkEnd | State::Trailers => {
+                    let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
+                        if rest.len() > MAX_LINE_BYTES {
+                            return Err(ErrorKind::Protocol);
+                        }
+                        return Ok((used, None));
+                    };
+                    let line = &rest[..end];
+                    used += end + 2;
+                    self.state = match self.state {
+                        State::ChunkSize => match parse_chunk_size(line)? {
+                            0 => State::Trailers,
+                            size => State::ChunkData { left: size },
+                        },
+                        State::ChunkEnd if line.is_empty() => State::ChunkSize,
+                        State::ChunkEnd => return Err(ErrorKind::Protocol),
+                        _ if line.is_empty() => return Ok((used, Some(self.finish()))),
+                        _ => State::Trailers,
+                    };
+                }
+                State::UntilClose => {
+                    self.body_bytes += rest.len() as u64;
+                    return Ok((input.len(), None));
+                }
             }
         }
     }
 
-    fn skip_chunked(&mut self) -> Result<u64, ErrorKind> {
-        let mut total = 0u64;
-        loop {
-            let line = self.read_line()?;
-            let size = parse_chunk_size(&line)?;
-            if size == 0 {
-                // Trailers, then an empty line.
-                while !self.read_line()?.is_empty() {}
-                return Ok(total);
-            }
-            total += self.skip_exact(size)?;
-            if !self.read_line()?.is_empty() {
-                return Err(ErrorKind::Protocol);
-            }
+    /// The peer ended the stream: the response if its body was delimited by the end of the
+    /// connection, else [`ErrorKind::Reset`] (closed before or in the middle of a response).
+    pub fn eof(&mut self) -> Result<Response, ErrorKind> {
+        if self.state == State::UntilClose {
+            Ok(self.finish())
+        } else {
+            *self = Self::new();
+            Err(ErrorKind::Reset)
         }
+    }
+
+    /// The response just completed; the parser is ready for the next one.
+    fn finish(&mut self) -> Response {
+        let response = Response {
+            status: self.status,
+            body_bytes: self.body_bytes,
+            close: self.close,
+        };
+        *self = Self::new();
+        response
     }
 }
 
@@ -390,6 +461,63 @@ mod tests {
             responses(b"HTTP/1.1 200 OK\r\nContent-Le", 64, 1)[0],
             Err(ErrorKind::Reset)
         );
+    }
+
+    #[test]
+    fn incremental_parser_stops_at_the_end_of_each_response() {
+        let data = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\nHTTP/1.1 500 Oops\r\n";
+        let mut parser = ResponseParser::new();
+        assert!(parser.is_idle());
+        let (used, first) = parser.parse(data).expect("first");
+        assert_eq!(
+            first,
+            Some(Response {
+                status: 200,
+                body_bytes: 2,
+                close: false
+            })
+        );
+        assert!(parser.is_idle());
+        // Byte by byte from there, passing the unconsumed bytes again each time.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut got = Vec::new();
+        for &byte in &data[used..] {
+            pending.push(byte);
+            let (n, response) = parser.parse(&pending).expect("parse");
+            pending.drain(..n);
+            got.extend(response);
+        }
+        assert_eq!(
+            got,
+            vec![Response {
+                status: 200,
+                body_bytes: 1,
+                close: false
+            }]
+        );
+        assert!(!pending.is_empty(), "the third head is incomplete");
+        assert_eq!(parser.eof(), Err(ErrorKind::Reset));
+        assert!(parser.is_idle());
+
+        let mut until_close = ResponseParser::new();
+        let (n, none) = until_close
+            .parse(b"HTTP/1.0 200 OK\r\n\r\nabc")
+            .expect("head");
+        assert_eq!((n, none), (22, None));
+        assert_eq!(
+            until_close.eof(),
+            Ok(Response {
+                status: 200,
+                body_bytes: 3,
+                close: true
+            })
+        );
+        let mut huge = ResponseParser::new();
+        let head = [b'a'; MAX_HEAD_BYTES + 1];
+        assert!(huge.parse(b"HTTP/1.1 200 OK\r\nX: ").is_ok());
+        let mut long = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        long.extend_from_slice(&head);
+        assert_eq!(huge.parse(&long), Err(ErrorKind::Protocol));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Three modes ([`Mode`]): `handshake` (a new TCP + TLS connection per request, optionally
 //! resuming sessions), `keepalive` (C connections × R sequential requests) and `rate` (open
 //! loop at a fixed rate, latency corrected for coordinated omission). Client certificates are
-//! presented round-robin from a pool ([`CertSource`]). Worker threads use blocking sockets
-//! and BoringSSL; every run is bounded in time and count, and only loopback targets are
-//! accepted.
+//! presented round-robin from a pool ([`CertSource`]). Worker threads use BoringSSL; in
+//! handshake mode each runs one blocking connection at a time, in the keep-alive and rate
+//! modes each runs its share of the connections concurrently as an event loop over
+//! non-blocking sockets ([`nonblocking`]). Every run is bounded in time and count, and only
+//! loopback targets are accepted.
 //!
 //! ```no_run
 //! use portcullis_loadtest::{run, CertSource, Config, Mode};
@@ -25,6 +27,7 @@ pub mod errors;
 pub mod histogram;
 pub mod http;
 pub mod modes;
+pub mod nonblocking;
 pub mod progress;
 pub mod rate;
 pub mod report;
@@ -102,7 +105,8 @@ pub fn run(config: &Config) -> Result<Summary, LoadError> {
                 }
             }
         }
-        let joined: Vec<Option<Stats>> = workers.into_iter().map(|h| h.join().ok()).collect();
+        let joined: Vec<Option<Result<Stats, LoadError>>> =
+            workers.into_iter().map(|h| h.join().ok()).collect();
         let elapsed = shared.start.elapsed();
         done.store(true, Ordering::Relaxed);
         if let Ok(progress) = progress {
@@ -114,7 +118,7 @@ pub fn run(config: &Config) -> Result<Summary, LoadError> {
         }
         let stats = joined
             .into_iter()
-            .map(|stats| stats.ok_or(LoadError::WorkerPanicked))
+            .map(|stats| stats.ok_or(LoadError::WorkerPanicked).and_then(|s| s))
             .collect::<Result<Vec<Stats>, LoadError>>()?;
         Ok((stats, elapsed))
     })?;
@@ -146,9 +150,9 @@ pub fn run(config: &Config) -> Result<Summary, LoadError> {
     ))
 }
 
-fn worker(shared: &Shared<'_>, thread: usize, threads: usize) -> Stats {
-    match shared.config.mode {
-        Mode::Handshake { resume } => modes::handshake::run(shared, resume),
+fn worker(shared: &Shared<'_>, thread: usize, threads: usize) -> Result<Stats, LoadError> {
+    let stats = match shared.config.mode {
+        Mode::Handshake { resume } => Ok(modes::handshake::run(shared, resume)),
         Mode::KeepAlive {
             connections,
             requests,
@@ -156,5 +160,10 @@ fn worker(shared: &Shared<'_>, thread: usize, threads: usize) -> Stats {
         Mode::Rate { rate, connections } => {
             modes::rate::run(shared, thread, threads, rate, connections)
         }
+    };
+    if stats.is_err() {
+        // The others stop too: the run fails.
+        shared.stop();
     }
+    stats
 }

@@ -16,6 +16,7 @@ use boring::ssl::{
 use crate::certs::ClientIdentity;
 use crate::errors::{classify_io, classify_tls, ErrorKind, LoadError, Phase};
 use crate::http::{HttpConn, Transport};
+use crate::nonblocking::NbSocket;
 
 /// The TLS protocol version a run pins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -58,22 +59,51 @@ pub struct TlsSettings<'a> {
 /// A TLS connection with its HTTP state.
 pub type TlsConn = HttpConn<SslStream<TcpStream>>;
 
+/// A non-blocking TLS connection over a mio socket, driven by an event loop
+/// ([`crate::nonblocking`]).
+pub type NbStream = SslStream<crate::nonblocking::NbSocket>;
+
+/// What a failed BoringSSL call on a non-blocking socket means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NbError {
+    /// It needs the socket to become readable (`SSL_ERROR_WANT_READ`); call it again then.
+    WantRead,
+    /// It needs the socket to become writable (`SSL_ERROR_WANT_WRITE`); call it again then.
+    WantWrite,
+    /// The peer ended the stream (`close_notify`, or an EOF without it).
+    Eof,
+    /// A classified failure.
+    Failed(ErrorKind),
+}
+
+/// Whether a BoringSSL error is the end of the stream: a `close_notify`, or an EOF without
+/// one (reported as SYSCALL with no cause).
+fn is_eof(e: &boring::ssl::Error) -> bool {
+    e.code() == boring::ssl::ErrorCode::ZERO_RETURN
+        || (e.code() == boring::ssl::ErrorCode::SYSCALL
+            && e.io_error().is_none()
+            && e.ssl_error().is_none_or(|s| s.errors().is_empty()))
+}
+
+/// Reads a BoringSSL error from a handshake, read or write on a non-blocking socket.
+pub fn nb_error(e: &boring::ssl::Error) -> NbError {
+    if e.code() == boring::ssl::ErrorCode::WANT_READ {
+        NbError::WantRead
+    } else if e.code() == boring::ssl::ErrorCode::WANT_WRITE {
+        NbError::WantWrite
+    } else if is_eof(e) {
+        NbError::Eof
+    } else {
+        NbError::Failed(classify_tls(e))
+    }
+}
+
 impl Transport for SslStream<TcpStream> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         match self.ssl_read(buf) {
             Ok(n) => Ok(n),
-            Err(e) if e.code() == boring::ssl::ErrorCode::ZERO_RETURN => Ok(0),
-            Err(e) => {
-                // EOF without close_notify is reported as SYSCALL with no cause.
-                if e.code() == boring::ssl::ErrorCode::SYSCALL
-                    && e.io_error().is_none()
-                    && e.ssl_error().is_none_or(|s| s.errors().is_empty())
-                {
-                    Ok(0)
-                } else {
-                    Err(classify_tls(&e))
-                }
-            }
+            Err(e) if is_eof(&e) => Ok(0),
+            Err(e) => Err(classify_tls(&e)),
         }
     }
 
@@ -221,6 +251,33 @@ impl TlsClient {
             resumed,
             handshake_time: started.elapsed(),
         })
+    }
+
+    /// Starts a non-blocking TCP connect and prepares (without starting) the TLS handshake
+    /// presenting `identity`; with `resume`, offers that identity's cached session if there is
+    /// one. Returns the stream and whether a session was offered. The caller registers the
+    /// socket with its event loop, waits for the connect to finish and drives the handshake.
+    pub fn start_connect(
+        &self,
+        identity: Option<usize>,
+        resume: bool,
+    ) -> Result<(NbStream, bool), ErrorKind> {
+        let tcp = mio::net::TcpStream::connect(self.target)
+            .map_err(|e| classify_io(&e, Phase::Connect))?;
+        let _ = tcp.set_nodelay(true);
+        let (ssl, offered_session) =
+            self.new_ssl(identity, resume).map_err(|e| ErrorKind::Tls {
+                reason: format!("setup: {e}"),
+            })?;
+        let stream = SslStream::new(ssl, NbSocket::new(tcp)).map_err(|e| ErrorKind::Tls {
+            reason: format!("setup: {e}"),
+        })?;
+        Ok((stream, offered_session))
+    }
+
+    /// The per-operation timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn new_ssl(

@@ -1,8 +1,11 @@
 //! The worker loops of the three modes and what they share: the TLS client, the stop
-//! conditions, the operation counter and the per-thread recording of outcomes.
+//! conditions, the operation counter and the per-thread recording of outcomes. The
+//! handshake mode runs blocking connections one at a time; the keep-alive and rate modes run
+//! each thread's connections concurrently in an event loop ([`pool::Pool`]).
 
 pub mod handshake;
 pub mod keepalive;
+pub mod pool;
 pub mod rate;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::errors::ErrorKind;
-use crate::http::Response;
 use crate::progress::Live;
 use crate::report::Stats;
-use crate::tls_client::{Connected, TlsClient, TlsConn};
+use crate::tls_client::TlsClient;
 
 /// State shared by every worker thread of a run.
 #[derive(Debug)]
@@ -141,38 +143,6 @@ impl<'s, 'a> Worker<'s, 'a> {
         }
         self.shared.live.add(ok);
     }
-}
-
-/// One request on a keep-alive connection slot: connects first (presenting `identity`) if
-/// the slot is empty, and empties it when the connection failed or will be closed.
-pub fn keepalive_request(
-    worker: &mut Worker<'_, '_>,
-    slot: &mut Option<TlsConn>,
-    identity: Option<usize>,
-    request: &[u8],
-) -> Result<Success, ErrorKind> {
-    let mut handshake = None;
-    let conn = match slot {
-        Some(conn) => conn,
-        None => {
-            worker.stats.connections += 1;
-            let Connected { conn, resumed, .. } = worker.shared.client.connect(identity, false)?;
-            handshake = Some(resumed);
-            slot.insert(conn)
-        }
-    };
-    let result = conn.exchange(request);
-    if !matches!(result, Ok(Response { close: false, .. })) {
-        *slot = None;
-    }
-    let response = result?;
-    if let Some(kind) = crate::errors::classify_status(response.status) {
-        return Err(kind);
-    }
-    Ok(Success {
-        handshake,
-        body_bytes: response.body_bytes,
-    })
 }
 
 /// The connection indices thread `thread` of `threads` owns: `thread, thread + threads, ...`
