@@ -8,8 +8,8 @@ use monoio::net::TcpStream;
 use portcullis_config::MtlsMode;
 
 use crate::proxy::{self, Exchange};
-use crate::tls::{OpenIdentity, SiteTls, TlsError, TlsSnapshot, TlsStream};
-use crate::viewer_cert::{render_headers, ViewerCertInfo};
+use crate::tls::cert_keys::peer_leaf_der;
+use crate::tls::{OpenIdentity, TlsError, TlsSnapshot, TlsStream};
 use crate::worker::ActiveGuard;
 
 /// How long a refused client gets to read its alert while the rest of its flight is drained.
@@ -52,7 +52,8 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
         tracing::error!(%peer, "handshake completed without a selected site");
         return;
     };
-    let Some(viewer_headers) = viewer_headers(&tls, &site) else {
+    let leaf = peer_leaf_der(tls.ssl());
+    let Some(viewer_headers) = worker.viewer_headers.block_for(&site, leaf) else {
         tracing::info!(%peer, site = %site.config.name, "client certificate does not parse; closing");
         return;
     };
@@ -86,30 +87,6 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
     let _ = tls.shutdown().await;
 }
 
-/// The viewer-cert header block of this connection, rendered once for all its requests.
-/// None when a presented certificate cannot be parsed (the connection is then refused).
-fn viewer_headers<T>(tls: &TlsStream<T>, site: &SiteTls) -> Option<Vec<u8>>
-where
-    T: monoio::io::AsyncReadRent + monoio::io::AsyncWriteRent,
-{
-    let info = match tls.ssl().peer_certificate() {
-        Some(cert) => {
-            let der = cert.to_der().ok()?;
-            Some(ViewerCertInfo::from_der(&der).ok()?)
-        }
-        None => None,
-    };
-    let mut block = Vec::with_capacity(if info.is_some() { 2048 } else { 40 });
-    let include_pem = site.policy.mode != MtlsMode::Passthrough;
-    render_headers(
-        info.as_ref(),
-        &site.config.mtls.forward,
-        include_pem,
-        &mut block,
-    );
-    Some(block)
-}
-
 fn log_refusal<T>(tls: &TlsStream<T>, peer: SocketAddr, error: &TlsError)
 where
     T: monoio::io::AsyncReadRent + monoio::io::AsyncWriteRent,
@@ -123,4 +100,25 @@ where
         %error,
         "handshake refused"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<F, Fut>(_: &F) -> usize
+    where
+        F: Fn(TcpStream, SocketAddr, ActiveGuard) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every open connection is one task of this size: idle connections must stay cheap, so
+    /// request-time state (forwarding, the ticket hold timer) is boxed only while in use.
+    /// Measured 2,432 bytes with rustc 1.95 / monoio 0.2.4 (was 2,944 before the boxing).
+    #[test]
+    fn connection_task_stays_small() {
+        let size = future_size(&handle);
+        assert!(size <= 2560, "connection future grew to {size} bytes");
+    }
 }

@@ -22,4 +22,5 @@ pub mod server;
 pub mod shutdown;
 pub mod tls;
 pub mod viewer_cert;
+pub mod viewer_header_cache;
 pub mod worker;

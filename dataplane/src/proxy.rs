@@ -18,6 +18,7 @@ use crate::http::{self, BodyFraming, ChunkedDecoder, HttpError, RequestHead};
 use crate::notify::LocalNotify;
 use crate::origin_pool::{ConnectError, OriginConn, OriginPool};
 use crate::shutdown::Shutdown;
+use crate::tls::stream::Readiness;
 use crate::tls::{OpenIdentity, TlsStream};
 
 /// Size of the buffers that carry bodies and response heads.
@@ -59,7 +60,7 @@ enum Next {
 /// shutdown catches it idle.
 pub async fn serve<T>(tls: &mut TlsStream<T>, x: &Exchange<'_>) -> io::Result<()>
 where
-    T: AsyncReadRent + AsyncWriteRent,
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     let mut buffers = Buffers::new(x.server.limits.max_header_bytes, x.buffers);
     let mut first = true;
@@ -81,7 +82,10 @@ where
             return Ok(());
         }
         buffers.acquire();
-        let next = forward(tls, &head, x, &mut buffers).await?;
+        // Boxed: the forwarding state (origin connect, request and response streaming) lives
+        // on the heap only while a request is in flight, so an idle connection's task is
+        // small.
+        let next = Box::pin(forward(tls, &head, x, &mut buffers)).await?;
         buffers.release();
         if next == Next::Close {
             return Ok(());
@@ -148,17 +152,24 @@ struct ClientBuffer {
     limit: usize,
 }
 
-/// A connection's client buffer starts this small (an idle connection keeps it) and grows
-/// up to the request-head limit when a head needs it.
+/// A connection's client buffer is allocated this small when a request arrives (an idle
+/// connection holds none) and grows up to the request-head limit when a head needs it.
 const INITIAL_CLIENT_BUFFER: usize = 2048;
 
 impl ClientBuffer {
     fn new(limit: usize) -> Self {
         Self {
-            buf: vec![0; INITIAL_CLIENT_BUFFER.min(limit)],
+            buf: Vec::new(),
             start: 0,
             end: 0,
             limit,
+        }
+    }
+
+    /// Frees the buffer while the connection waits idle (it is empty then).
+    fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
         }
     }
 
@@ -181,6 +192,9 @@ impl ClientBuffer {
     /// Free space at the end, after moving unconsumed bytes to the front or growing the
     /// buffer (up to the limit) if needed.
     fn spare(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0; INITIAL_CLIENT_BUFFER.min(self.limit)];
+        }
         if self.end == self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -222,7 +236,7 @@ async fn read_request_head<T>(
     first: bool,
 ) -> io::Result<HeadOutcome>
 where
-    T: AsyncReadRent + AsyncWriteRent,
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     let limits = &x.server.limits;
     let timeouts = &x.server.timeouts;
@@ -255,8 +269,9 @@ where
             let at = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header_read);
             at.saturating_duration_since(Instant::now())
         };
-        let spare = client.spare();
-        let read = if idle {
+        if idle {
+            // Wait for the next request holding no buffer at all.
+            client.release_if_empty();
             let revocation_news = x.revocations.changed_since(x.revocations.generation());
             let revoked = async {
                 match x.identity {
@@ -268,7 +283,11 @@ where
                 }
             };
             monoio::select! {
-                r = monoio::time::timeout(wait, tls.read(spare)) => r,
+                r = monoio::time::timeout(wait, tls.wait_readable()) => match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Ok(HeadOutcome::Closed),
+                },
                 _ = x.shutdown.wait() => return Ok(HeadOutcome::Closed),
                 revoked = revoked => {
                     if revoked {
@@ -279,9 +298,9 @@ where
                     continue;
                 }
             }
-        } else {
-            monoio::time::timeout(wait, tls.read(spare)).await
-        };
+        }
+        let spare = client.spare();
+        let read = monoio::time::timeout(wait, tls.read(spare)).await;
         match read {
             Ok(Ok(0)) => return Ok(HeadOutcome::Closed),
             Ok(Ok(n)) => client.end += n,
@@ -383,7 +402,7 @@ async fn forward<T>(
     bufs: &mut Buffers<'_>,
 ) -> io::Result<Next>
 where
-    T: AsyncReadRent + AsyncWriteRent,
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     bufs.head.clear();
     http::write_origin_request(
@@ -462,7 +481,8 @@ where
             &mut bufs.head,
         );
     }
-    tls.write_all(&bufs.head).await?;
+    // The head leaves with the first piece of the body, in one send.
+    tls.feed(&bufs.head).await?;
     bufs.response.drain(..response.header_len);
 
     let mut response_body = BodyState::new(response.framing);
@@ -486,11 +506,17 @@ where
         } else {
             &bufs.response[..taken]
         };
-        tls.write_all(forward).await?;
         surplus |= taken < bufs.response.len();
         if response_body.is_done() {
+            if client_keep_alive {
+                tls.write_all(forward).await?;
+            } else {
+                // The close_notify that follows leaves in the same send.
+                tls.feed(forward).await?;
+            }
             break;
         }
+        tls.write_all(forward).await?;
         bufs.response.clear();
         let limit = response_body.read_limit(BODY_BUFFER);
         let buf = std::mem::take(&mut bufs.response).slice_mut(0..limit);
@@ -536,7 +562,7 @@ async fn send_request<T>(
     may_retry: bool,
 ) -> io::Result<Result<(), OriginFailure>>
 where
-    T: AsyncReadRent + AsyncWriteRent,
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     let (sent, head) = origin
         .stream
@@ -593,7 +619,7 @@ async fn read_response_head<T>(
     may_retry: bool,
 ) -> io::Result<Result<http::ResponseHead, OriginFailure>>
 where
-    T: AsyncReadRent + AsyncWriteRent,
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     let deadline = Instant::now() + x.server.timeouts.origin_response;
     bufs.response.clear();
@@ -661,7 +687,7 @@ where
 /// Answers with an error status; the connection closes after it.
 async fn refuse<T>(tls: &mut TlsStream<T>, status: u16) -> io::Result<Next>
 where
-    T: AsyncReadRent + AsyncWriteRent,
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     tls.write_all(http::error_response(status)).await?;
     Ok(Next::Close)

@@ -20,6 +20,7 @@ use crate::origin_pool::OriginPool;
 use crate::revocation::RevocationState;
 use crate::shutdown::{self, Shutdown};
 use crate::tls::TlsSnapshot;
+use crate::viewer_header_cache::{self, ViewerHeaderCache};
 
 /// Listen backlog of every listener.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -58,6 +59,8 @@ pub struct Worker {
     pub pool: OriginPool,
     /// The worker's body buffers.
     pub buffers: BufferPool,
+    /// Viewer-cert header blocks rendered on this worker.
+    pub viewer_headers: ViewerHeaderCache,
     active: Cell<usize>,
 }
 
@@ -138,6 +141,7 @@ pub fn run(
             revocations: LocalNotify::default(),
             pool: OriginPool::new(MAX_IDLE_ORIGIN_CONNECTIONS, ORIGIN_IDLE_LIMIT),
             buffers: BufferPool::new(IDLE_BUFFERS),
+            viewer_headers: ViewerHeaderCache::new(viewer_header_cache::DEFAULT_CAPACITY),
             active: Cell::new(0),
             shared,
         });

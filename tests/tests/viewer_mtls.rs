@@ -494,3 +494,63 @@ fn only_the_configured_viewer_headers_are_forwarded() {
         ]
     );
 }
+
+/// Session tickets wait inside the server for the first response (so they share its send);
+/// a client that completes the handshake and then sends nothing must still receive its
+/// ticket soon, and be able to resume with it.
+#[test]
+fn an_idle_client_still_receives_a_session_ticket_it_can_resume() {
+    use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslSessionCacheMode};
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("required", Some("bundle.pem"), "", "");
+    let client = TestPki::client(&pki.intermediate, "idle-viewer");
+    let (cert, key) = pki.write_client("idle", &client, &[&pki.intermediate]);
+    let tickets: Arc<Mutex<Vec<boring::ssl::SslSession>>> = Arc::default();
+    let mut c = SslConnector::builder(SslMethod::tls()).expect("connector");
+    c.set_ca_file(pki.path("root.pem")).expect("ca");
+    c.set_certificate_chain_file(&cert).expect("cert");
+    c.set_private_key_file(&key, SslFiletype::PEM).expect("key");
+    c.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+    let seen = Arc::clone(&tickets);
+    c.set_new_session_callback(move |_, session| seen.lock().expect("lock").push(session));
+    let connector = c.build();
+
+    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut idle = connector.connect("localhost", tcp).expect("handshake");
+    // Send nothing; reading processes post-handshake messages until the ticket is in.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 256];
+    while tickets.lock().expect("lock").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no session ticket reached an idle client within 5 s"
+        );
+        match idle.read(&mut buf) {
+            Ok(0) => panic!("server closed an idle connection"),
+            Ok(n) => panic!("unexpected data from the server: {n} bytes"),
+            Err(_) => {} // read timed out: keep polling
+        }
+    }
+    let session = tickets.lock().expect("lock")[0].clone();
+
+    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut config = connector.configure().expect("configure");
+    // SAFETY (boring API contract): the session comes from this connector's own context.
+    unsafe { config.set_session(&session).expect("set session") };
+    let resumed = config.connect("localhost", tcp).expect("resumed handshake");
+    assert!(
+        resumed.ssl().session_reused(),
+        "the ticket was not accepted"
+    );
+}

@@ -44,6 +44,30 @@ pub fn serial_magnitude(cert: &X509Ref) -> &[u8] {
     }
 }
 
+/// The DER of the certificate the peer presented first (its leaf), borrowed from the
+/// session: no copy and no re-encoding. None when the peer sent no certificate.
+pub fn peer_leaf_der(ssl: &SslRef) -> Option<&[u8]> {
+    // SAFETY: `ssl` is a valid SSL; the stack and its buffers belong to the established
+    // session, which lives at least as long as `ssl` is borrowed.
+    unsafe {
+        let certs = boring_sys::SSL_get0_peer_certificates(ssl.as_ptr());
+        let stack = certs.cast::<boring_sys::OPENSSL_STACK>();
+        if certs.is_null() || boring_sys::OPENSSL_sk_num(stack) == 0 {
+            return None;
+        }
+        let leaf = boring_sys::OPENSSL_sk_value(stack, 0).cast::<boring_sys::CRYPTO_BUFFER>();
+        if leaf.is_null() {
+            return None;
+        }
+        let data = boring_sys::CRYPTO_BUFFER_data(leaf);
+        let len = boring_sys::CRYPTO_BUFFER_len(leaf);
+        if data.is_null() || len == 0 {
+            return None;
+        }
+        Some(std::slice::from_raw_parts(data, len))
+    }
+}
+
 /// Sets the session id context of one connection (`SSL_set_session_id_context`): sessions and
 /// tickets issued under another context are not resumed.
 pub fn set_session_id_context(ssl: &mut SslRef, sid_ctx: &[u8]) -> bool {

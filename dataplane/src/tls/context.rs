@@ -5,6 +5,7 @@
 //! connections start on a front context whose ClientHello callback picks the site by SNI,
 //! switches the connection to the site's context and sets the per-connection verify mode.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use boring::ex_data::Index;
@@ -15,6 +16,7 @@ use boring::ssl::{
 };
 use boring::x509::store::X509StoreBuilder;
 use boring::x509::X509;
+use foreign_types::ForeignTypeRef;
 use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot};
 
 use super::cert_keys::set_session_id_context;
@@ -29,8 +31,14 @@ const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-
 ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
 ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+/// Source of [`SiteTls::id`].
+static NEXT_SITE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One site, ready to terminate TLS.
 pub struct SiteTls {
+    /// Unique for the life of the process (a reload builds sites with new ids), so caches
+    /// keyed by it never mix two configurations of a site.
+    pub id: u64,
     /// The site's configuration.
     pub config: Arc<SiteSnapshot>,
     /// The viewer-mTLS policy applied to its handshakes.
@@ -115,6 +123,7 @@ impl TlsSnapshot {
                     let mut sid_prefix = [0u8; 24];
                     sid_prefix.copy_from_slice(&sid[..24]);
                     sites.push(Arc::new(SiteTls {
+                        id: NEXT_SITE_ID.fetch_add(1, Ordering::Relaxed),
                         config: Arc::clone(site),
                         policy: ViewerPolicy::from_settings(&site.mtls),
                         revocation: check,
@@ -149,6 +158,10 @@ impl TlsSnapshot {
             ssl.set_ex_data(chain_record_index(), ChainRecord::default());
             Ok(())
         });
+        // One ticket per handshake instead of BoringSSL's two: each carries the client's
+        // certificate chain, costs an encryption and waits in memory until the first response.
+        // SAFETY: `front` is a valid SSL_CTX under construction.
+        unsafe { boring_sys::SSL_CTX_set_num_tickets(front.as_ptr(), 1) };
         Ok(Self {
             config,
             sites,
@@ -158,7 +171,12 @@ impl TlsSnapshot {
 
     /// A new server-side TLS session for an accepted connection.
     pub fn new_session(&self) -> Result<Ssl, boring::error::ErrorStack> {
-        Ssl::new(&self.front)
+        let ssl = Ssl::new(&self.front)?;
+        // Free the handshake-only configuration (certificate, key, CA names) once the
+        // handshake is done: an idle connection keeps only what it still needs.
+        // SAFETY: `ssl` is a valid, not yet started SSL.
+        unsafe { boring_sys::SSL_set_shed_handshake_config(ssl.as_ptr(), 1) };
+        Ok(ssl)
     }
 
     /// The sites, in configuration order.

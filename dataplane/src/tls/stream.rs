@@ -9,7 +9,8 @@
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use boring::ssl::{ErrorCode, Ssl, SslRef, SslStream};
+use boring::ssl::{ErrorCode, Ssl, SslRef, SslStream, SslVersion};
+use foreign_types::ForeignTypeRef;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
@@ -18,6 +19,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 const INCOMING_LIGHT: usize = 2048;
 /// Ciphertext read buffer during bulk transfer: one full TLS record plus its header and tag.
 const INCOMING_BULK: usize = 16 * 1024 + 512;
+/// How long queued session tickets wait for the first response before they are sent alone.
+const TICKET_HOLD: Duration = Duration::from_millis(200);
 /// Largest plaintext slice handed to BoringSSL per write, so `outgoing` stays bounded.
 const MAX_WRITE_CHUNK: usize = 64 * 1024;
 
@@ -61,6 +64,20 @@ impl Write for CipherBuffers {
     }
 }
 
+/// Transports that can wait for incoming data without handing the kernel a buffer.
+pub trait Readiness {
+    /// Resolves when a read would find data (or end of stream) waiting.
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
+}
+
+impl Readiness for monoio::net::TcpStream {
+    async fn wait_readable(&self) -> io::Result<()> {
+        // io_uring: a POLL_ADD, exact. The epoll fallback may wake spuriously, which only
+        // costs a read buffer for a moment.
+        self.readable(true).await
+    }
+}
+
 /// Why a TLS operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -79,6 +96,9 @@ pub enum TlsError {
 pub struct TlsStream<T> {
     ssl: SslStream<CipherBuffers>,
     transport: T,
+    /// TLS 1.3 session tickets are queued inside BoringSSL until the first write, so they
+    /// leave with the first response instead of in a send of their own.
+    tickets_queued: bool,
 }
 
 impl<T> std::fmt::Debug for TlsStream<T> {
@@ -99,6 +119,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         Ok(Self {
             ssl: SslStream::new(ssl, buffers)?,
             transport,
+            tickets_queued: false,
         })
     }
 
@@ -118,6 +139,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         loop {
             match self.ssl.accept() {
                 Ok(()) => {
+                    self.tickets_queued = self.ssl.ssl().version2() == Some(SslVersion::TLS1_3);
                     self.flush().await?;
                     return Ok(());
                 }
@@ -165,14 +187,28 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         }
     }
 
-    /// Encrypts and sends all of `buf`.
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+    /// Encrypts and sends all of `buf`, together with anything queued by [`Self::feed`].
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.feed(buf).await?;
+        self.flush().await
+    }
+
+    /// Encrypts `buf` into the outgoing queue without sending it yet (the queue is sent when
+    /// it grows past a bound, by the next [`Self::write_all`], [`Self::flush`], read that has
+    /// to wait, or [`Self::shutdown`]), so a response head, its body and a close_notify can
+    /// leave in one send.
+    pub async fn feed(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        if !buf.is_empty() {
+            self.tickets_queued = false;
+        }
         while !buf.is_empty() {
             let chunk = &buf[..buf.len().min(MAX_WRITE_CHUNK)];
             match self.ssl.ssl_write(chunk) {
                 Ok(n) => {
                     buf = &buf[n..];
-                    self.flush().await?;
+                    if self.ssl.get_ref().outgoing.len() >= MAX_WRITE_CHUNK {
+                        self.flush().await?;
+                    }
                 }
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => self.flush().await?,
                 Err(e) if e.code() == ErrorCode::WANT_READ => {
@@ -185,6 +221,69 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
             }
         }
         Ok(())
+    }
+
+    /// Whether a read can make progress without waiting on the socket: decrypted or
+    /// undecrypted bytes are buffered, or the peer already closed.
+    fn has_buffered_input(&self) -> bool {
+        let io = self.ssl.get_ref();
+        // SAFETY: `ssl` is a live SSL owned by this stream.
+        let in_boring = unsafe { boring_sys::SSL_has_pending(self.ssl.ssl().as_ptr()) } != 0;
+        in_boring || io.consumed < io.incoming.len() || io.eof
+    }
+
+    /// Waits, between requests, until the client sends something, holding no read or write
+    /// buffer meanwhile: queued output is sent, both ciphertext buffers are released and the
+    /// wait is a readiness poll, so an idle keep-alive connection costs only its TLS state.
+    pub async fn wait_readable(&mut self) -> io::Result<()>
+    where
+        T: Readiness,
+    {
+        if self.has_buffered_input() {
+            return Ok(());
+        }
+        self.flush().await?;
+        self.release_buffers();
+        if self.tickets_queued {
+            // Usually the first request is on its way: give it a moment to carry the
+            // tickets out with its response; a client that stays idle gets them now, so the
+            // queued flight does not stay in memory.
+            // Boxed: the timer lives on the heap only during this first wait, so it does not
+            // enlarge every idle connection's task.
+            let hold = Box::pin(monoio::time::timeout(
+                TICKET_HOLD,
+                self.transport.wait_readable(),
+            ));
+            if let Ok(ready) = hold.await {
+                return ready;
+            }
+            self.send_queued_tickets().await?;
+            self.release_buffers();
+        }
+        self.transport.wait_readable().await
+    }
+
+    fn release_buffers(&mut self) {
+        let io = self.ssl.get_mut();
+        io.incoming = Vec::new();
+        io.consumed = 0;
+        io.outgoing = Vec::new();
+        io.bulk = false;
+    }
+
+    /// Sends the session tickets BoringSSL queued at the end of the handshake.
+    async fn send_queued_tickets(&mut self) -> io::Result<()> {
+        self.tickets_queued = false;
+        // A zero-byte write flushes BoringSSL's queued handshake flight (SSL_write
+        // documents it; the Rust wrapper returns early for an empty slice).
+        // SAFETY: `ssl` is a live SSL owned by this stream; a zero-length write reads no
+        // memory through the pointer.
+        let ret =
+            unsafe { boring_sys::SSL_write(self.ssl.ssl().as_ptr(), [0u8; 1].as_ptr().cast(), 0) };
+        if ret < 0 {
+            tracing::debug!("flushing session tickets failed");
+        }
+        self.flush().await
     }
 
     /// Sends close_notify (best effort) and shuts the transport down.
@@ -222,7 +321,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
     }
 
     /// Writes every pending ciphertext byte to the transport.
-    async fn flush(&mut self) -> io::Result<()> {
+    pub async fn flush(&mut self) -> io::Result<()> {
         let pending = std::mem::take(&mut self.ssl.get_mut().outgoing);
         if pending.is_empty() {
             self.ssl.get_mut().outgoing = pending;
