@@ -92,11 +92,11 @@ where
     T: monoio::io::AsyncReadRent + monoio::io::AsyncWriteRent,
 {
     let site = TlsSnapshot::site_of(tls.ssl()).map(|s| s.config.name.as_str());
-    let verify = tls.ssl().verify_result();
+    let verify = TlsSnapshot::chain_record_of(tls.ssl()).and_then(|r| r.refusal());
     tracing::info!(
         %peer,
         site = site.unwrap_or("-"),
-        verify = ?verify.err().map(|e| e.error_string()),
+        verify = ?verify.map(|e| e.error_string()),
         %error,
         "handshake refused"
     );

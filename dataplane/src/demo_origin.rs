@@ -597,8 +597,8 @@ fn serve_connection(
             Err(ReadError::Closed) => return Ok(()),
             Err(ReadError::Io(e)) => return Err(e),
             Err(ReadError::Reject(status, msg)) => {
-                write_response(&mut conn.stream, &Response::text(status, msg), false, false)?;
                 served.fetch_add(1, Ordering::Relaxed);
+                write_response(&mut conn.stream, &Response::text(status, msg), false, false)?;
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 return Ok(());
             }
@@ -620,13 +620,13 @@ fn handle_request(conn: &mut Conn, head: &RequestHead, served: &AtomicU64) -> io
     let framing = match head.framing() {
         Ok(f) => f,
         Err(msg) => {
+            served.fetch_add(1, Ordering::Relaxed);
             write_response(
                 &mut conn.stream,
                 &Response::text(400, format!("{msg}\n")),
                 false,
                 false,
             )?;
-            served.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
     };
@@ -651,13 +651,16 @@ fn handle_request(conn: &mut Conn, head: &RequestHead, served: &AtomicU64) -> io
     match body_result {
         Ok(()) => {}
         Err(ReadError::Reject(status, msg)) => {
-            write_response(&mut conn.stream, &Response::text(status, msg), false, false)?;
             served.fetch_add(1, Ordering::Relaxed);
+            write_response(&mut conn.stream, &Response::text(status, msg), false, false)?;
             return Ok(false);
         }
         Err(ReadError::Closed) => return Ok(false),
         Err(ReadError::Io(e)) => return Err(e),
     }
+    // Counted before the response is written, so a client that has read its response always
+    // sees it counted.
+    served.fetch_add(1, Ordering::Relaxed);
 
     if path == "/download" && (head.method == "GET" || head_only) {
         match parse_download_query(query) {
@@ -688,7 +691,6 @@ fn handle_request(conn: &mut Conn, head: &RequestHead, served: &AtomicU64) -> io
         };
         write_response(&mut conn.stream, &resp, keep_alive, head_only)?;
     }
-    served.fetch_add(1, Ordering::Relaxed);
     Ok(keep_alive)
 }
 

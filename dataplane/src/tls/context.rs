@@ -9,18 +9,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use boring::ex_data::Index;
-use boring::pkey::PKey;
+use boring::pkey::{PKey, Private};
 use boring::ssl::{
     select_next_proto, AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder,
     SslMethod, SslRef, SslSessionCacheMode, SslVersion,
 };
-use boring::x509::store::X509StoreBuilder;
+use boring::x509::store::{X509Store, X509StoreBuilder};
 use boring::x509::X509;
 use foreign_types::ForeignTypeRef;
 use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot};
 
 use super::cert_keys::set_session_id_context;
-use super::policy::ViewerPolicy;
+use super::policy::{ViewerPolicy, ALERT_INTERNAL_ERROR};
 use super::viewer_identity::{ChainRecord, SiteRevocationCheck};
 use crate::revocation::RevocationState;
 
@@ -45,6 +45,8 @@ pub struct SiteTls {
     pub policy: ViewerPolicy,
     /// Revocation checks for its viewers.
     pub revocation: SiteRevocationCheck,
+    /// The viewer trust store (roots and intermediates of `mtls.trust_store`).
+    trust: X509Store,
     /// Session id context prefix; the revocation epoch completes it, so that sessions issued
     /// before any revocation change are not resumed (the client gets a full, checked handshake).
     sid_prefix: [u8; 24],
@@ -116,8 +118,8 @@ impl TlsSnapshot {
         for site in &config.sites {
             let check =
                 SiteRevocationCheck::new(Arc::clone(revocation), revocation.site_scope(site));
-            match site_context_builder(site, &check) {
-                Ok(builder) => {
+            match site_context_builder(site) {
+                Ok(SiteContext { builder, trust }) => {
                     let sid =
                         boring::sha::sha256(format!("{}\0{}", site.index, site.name).as_bytes());
                     let mut sid_prefix = [0u8; 24];
@@ -127,6 +129,7 @@ impl TlsSnapshot {
                         config: Arc::clone(site),
                         policy: ViewerPolicy::from_settings(&site.mtls),
                         revocation: check,
+                        trust,
                         sid_prefix,
                         context: builder.build(),
                     }));
@@ -139,8 +142,9 @@ impl TlsSnapshot {
         }
         let sites: Arc<[Arc<SiteTls>]> = sites.into();
         let default_site = &sites[config.default_site];
-        let mut front = site_context_builder(&default_site.config, &default_site.revocation)
-            .map_err(ConfigErrors)?;
+        let mut front = site_context_builder(&default_site.config)
+            .map_err(ConfigErrors)?
+            .builder;
         let selector_config = Arc::clone(&config);
         let selector_sites = Arc::clone(&sites);
         front.set_select_certificate_callback(move |mut hello| {
@@ -153,7 +157,14 @@ impl TlsSnapshot {
             if !set_session_id_context(ssl, &site.session_id_context()) {
                 return Err(SelectCertError::ERROR);
             }
-            ssl.set_verify(site.policy.verify_mode());
+            // SAFETY: a live SSL inside its ClientHello callback.
+            unsafe {
+                boring_sys::SSL_set_custom_verify(
+                    ssl.as_ptr(),
+                    site.policy.verify_mode().bits(),
+                    Some(verify_viewer),
+                );
+            }
             ssl.set_ex_data(site_index(), Arc::clone(site));
             ssl.set_ex_data(chain_record_index(), ChainRecord::default());
             Ok(())
@@ -195,11 +206,18 @@ impl TlsSnapshot {
     }
 }
 
+/// A site's context under construction and the trust store its verify callback uses.
+struct SiteContext {
+    builder: SslContextBuilder,
+    trust: X509Store,
+}
+
 /// Everything a site's context holds; the front context adds SNI selection on top.
-fn site_context_builder(
-    site: &SiteSnapshot,
-    revocation: &SiteRevocationCheck,
-) -> Result<SslContextBuilder, Vec<ConfigError>> {
+///
+/// The context runs without BoringSSL's X509 layer (`TLS_with_buffers_method`): certificates
+/// travel as DER buffers, so a session (and every open connection) holds no parsed X509
+/// objects; the client chain is parsed only while [`verify_viewer`] checks it.
+fn site_context_builder(site: &SiteSnapshot) -> Result<SiteContext, Vec<ConfigError>> {
     let prefix = &site.key_prefix;
     let cert_error = |reason: String| ConfigError {
         file: site.certificate_path.clone(),
@@ -219,7 +237,10 @@ fn site_context_builder(
         }]
     };
 
-    let mut b = SslContext::builder(SslMethod::tls()).map_err(|e| internal("TLS context", e))?;
+    // SAFETY: this module calls no X509-based function on these contexts or their
+    // connections (certificates, CA names and verification all go through DER buffers).
+    let method = unsafe { SslMethod::tls_with_buffer() };
+    let mut b = SslContext::builder(method).map_err(|e| internal("TLS context", e))?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(|e| internal("TLS versions", e))?;
     b.set_max_proto_version(Some(SslVersion::TLS1_3))
@@ -234,37 +255,45 @@ fn site_context_builder(
     });
 
     let mut errors = Vec::new();
-    let mut chain = site.certificate_chain.iter();
-    match chain.next().map(|der| X509::from_der(der)) {
-        Some(Ok(leaf)) => {
-            if let Err(e) = b.set_certificate(&leaf) {
-                errors.push(cert_error(format!("certificate not usable: {e}")));
-            }
+    let leaf = match site
+        .certificate_chain
+        .first()
+        .map(|der| X509::from_der(der))
+    {
+        Some(Ok(leaf)) => Some(leaf),
+        Some(Err(e)) => {
+            errors.push(cert_error(format!("certificate does not parse: {e}")));
+            None
         }
-        Some(Err(e)) => errors.push(cert_error(format!("certificate does not parse: {e}"))),
-        None => errors.push(cert_error("no certificate in the file".into())),
+        None => {
+            errors.push(cert_error("no certificate in the file".into()));
+            None
+        }
+    };
+    for (i, der) in site.certificate_chain.iter().enumerate().skip(1) {
+        if let Err(e) = X509::from_der(der) {
+            errors.push(cert_error(format!("chain certificate {i}: {e}")));
+        }
     }
-    for (i, der) in chain.enumerate() {
-        match X509::from_der(der) {
-            Ok(cert) => {
-                if let Err(e) = b.add_extra_chain_cert(cert) {
-                    errors.push(cert_error(format!("chain certificate {}: {e}", i + 1)));
+    let key = match PKey::private_key_from_pem(site.private_key.pem()) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            errors.push(key_error(format!("private key does not parse: {e}")));
+            None
+        }
+    };
+    if let (Some(leaf), Some(key)) = (&leaf, &key) {
+        match leaf.public_key() {
+            Ok(public) if public.public_eq(key) => {
+                if let Err(e) = set_chain_and_key(&mut b, &site.certificate_chain, key) {
+                    errors.push(cert_error(format!("certificate not usable: {e}")));
                 }
             }
-            Err(e) => errors.push(cert_error(format!("chain certificate {}: {e}", i + 1))),
+            Ok(_) => errors.push(key_error(
+                "private key does not match the certificate".into(),
+            )),
+            Err(e) => errors.push(cert_error(format!("certificate not usable: {e}"))),
         }
-    }
-    match PKey::private_key_from_pem(site.private_key.pem()) {
-        Ok(key) => {
-            if let Err(e) = b.set_private_key(&key) {
-                errors.push(key_error(format!("private key not usable: {e}")));
-            } else if errors.is_empty() && b.check_private_key().is_err() {
-                errors.push(key_error(
-                    "private key does not match the certificate".into(),
-                ));
-            }
-        }
-        Err(e) => errors.push(key_error(format!("private key does not parse: {e}"))),
     }
 
     let trust_error = |reason: String| ConfigError {
@@ -277,6 +306,7 @@ fn site_context_builder(
         reason,
     };
     let mut store = X509StoreBuilder::new().map_err(|e| internal("trust store", e))?;
+    let mut ca_names = Vec::new();
     for (i, anchor) in site.mtls.trust_store.iter().enumerate() {
         let cert = match X509::from_der(&anchor.der) {
             Ok(cert) => cert,
@@ -286,8 +316,9 @@ fn site_context_builder(
             }
         };
         if site.mtls.advertise_ca_names {
-            if let Err(e) = b.add_client_ca(&cert) {
-                errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
+            match cert.subject_name().to_der() {
+                Ok(name) => ca_names.push(name),
+                Err(e) => errors.push(trust_error(format!("certificate {}: {e}", i + 1))),
             }
         }
         if let Err(e) = store.add_cert(cert) {
@@ -297,10 +328,118 @@ fn site_context_builder(
     if !errors.is_empty() {
         return Err(errors);
     }
-    b.set_cert_store(store.build());
-    let policy = ViewerPolicy::from_settings(&site.mtls);
-    b.set_verify(policy.verify_mode());
-    let revocation = revocation.clone();
-    b.set_cert_verify_callback(move |ctx| policy.verify(ctx, &revocation));
-    Ok(b)
+    if !ca_names.is_empty() {
+        set_client_ca_names(&mut b, &ca_names).map_err(|e| internal("client CA names", e))?;
+    }
+    let mode = ViewerPolicy::from_settings(&site.mtls).verify_mode();
+    // SAFETY: `b` is a valid SSL_CTX under construction; `verify_viewer` has the signature
+    // BoringSSL expects and never unwinds.
+    unsafe {
+        boring_sys::SSL_CTX_set_custom_verify(b.as_ptr(), mode.bits(), Some(verify_viewer));
+    }
+    Ok(SiteContext {
+        builder: b,
+        trust: store.build(),
+    })
+}
+
+/// BoringSSL's custom-verify callback for every site: applies the policy of the site the
+/// ClientHello selected. Fails closed (internal_error) when it cannot be evaluated.
+unsafe extern "C" fn verify_viewer(
+    ssl: *mut boring_sys::SSL,
+    out_alert: *mut u8,
+) -> boring_sys::ssl_verify_result_t {
+    let verdict = std::panic::catch_unwind(|| {
+        // SAFETY: BoringSSL passes the live SSL being verified.
+        let ssl = unsafe { SslRef::from_ptr(ssl) };
+        let site = TlsSnapshot::site_of(ssl).ok_or(ALERT_INTERNAL_ERROR)?;
+        let record = TlsSnapshot::chain_record_of(ssl);
+        site.policy
+            .verify_peer(ssl, &site.trust, &site.revocation, record)
+    })
+    .unwrap_or(Err(ALERT_INTERNAL_ERROR));
+    match verdict {
+        Ok(()) => boring_sys::ssl_verify_result_t::ssl_verify_ok,
+        Err(alert) => {
+            // SAFETY: BoringSSL passes a writable alert byte.
+            unsafe { *out_alert = alert };
+            boring_sys::ssl_verify_result_t::ssl_verify_invalid
+        }
+    }
+}
+
+/// Installs the server chain (DER, leaf first) and key on a buffers-only context.
+fn set_chain_and_key(
+    b: &mut SslContextBuilder,
+    chain: &[Vec<u8>],
+    key: &PKey<Private>,
+) -> Result<(), boring::error::ErrorStack> {
+    let buffers = chain
+        .iter()
+        .map(|der| CryptoBuffer::new(der))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pointers: Vec<*mut boring_sys::CRYPTO_BUFFER> = buffers.iter().map(|b| b.0).collect();
+    // SAFETY: valid context, buffers and key; BoringSSL takes its own references.
+    let ok = unsafe {
+        boring_sys::SSL_CTX_set_chain_and_key(
+            b.as_ptr(),
+            pointers.as_ptr(),
+            pointers.len(),
+            key.as_ptr(),
+            std::ptr::null(),
+        )
+    };
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(boring::error::ErrorStack::get())
+    }
+}
+
+/// Sets the CA names sent in the CertificateRequest (`advertise_ca_names`).
+fn set_client_ca_names(
+    b: &mut SslContextBuilder,
+    names: &[Vec<u8>],
+) -> Result<(), boring::error::ErrorStack> {
+    // SAFETY: a fresh stack; each pushed buffer's reference moves into it, and the stack's
+    // ownership moves into the context (SSL_CTX_set0_client_CAs).
+    unsafe {
+        let stack = boring_sys::OPENSSL_sk_new_null();
+        if stack.is_null() {
+            return Err(boring::error::ErrorStack::get());
+        }
+        for name in names {
+            let buffer = CryptoBuffer::new(name)?;
+            if boring_sys::OPENSSL_sk_push(stack, buffer.0.cast()) == 0 {
+                boring_sys::OPENSSL_sk_free(stack);
+                return Err(boring::error::ErrorStack::get());
+            }
+            std::mem::forget(buffer);
+        }
+        boring_sys::SSL_CTX_set0_client_CAs(b.as_ptr(), stack.cast());
+    }
+    Ok(())
+}
+
+/// An owned CRYPTO_BUFFER reference.
+struct CryptoBuffer(*mut boring_sys::CRYPTO_BUFFER);
+
+impl CryptoBuffer {
+    fn new(der: &[u8]) -> Result<Self, boring::error::ErrorStack> {
+        // SAFETY: BoringSSL copies `der`.
+        let buffer =
+            unsafe { boring_sys::CRYPTO_BUFFER_new(der.as_ptr(), der.len(), std::ptr::null_mut()) };
+        if buffer.is_null() {
+            Err(boring::error::ErrorStack::get())
+        } else {
+            Ok(Self(buffer))
+        }
+    }
+}
+
+impl Drop for CryptoBuffer {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference.
+        unsafe { boring_sys::CRYPTO_BUFFER_free(self.0) };
+    }
 }

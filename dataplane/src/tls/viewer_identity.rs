@@ -7,9 +7,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use boring::ssl::SslRef;
-use boring::x509::X509Ref;
+use boring::x509::{X509Ref, X509VerifyError};
 
-use super::cert_keys::{issuer_name_der, serial_magnitude};
+use super::cert_keys::{
+    issuer_and_serial_from_der, issuer_name_der, peer_certificates, serial_magnitude,
+};
 use crate::revocation::{RevocationState, SiteRevocation, Verdict};
 
 /// One certificate, as revocation data identifies it.
@@ -29,21 +31,45 @@ impl CertKey {
             serial: serial_magnitude(cert).into(),
         }
     }
+
+    /// The key of a DER certificate, read without parsing it into an X509 (same bytes as
+    /// [`CertKey::of`]). None if the DER is malformed.
+    pub fn from_der(der: &[u8]) -> Option<Self> {
+        let (issuer, serial) = issuer_and_serial_from_der(der)?;
+        Some(Self {
+            issuer: issuer.into(),
+            serial: serial.into(),
+        })
+    }
 }
 
-/// Set once per handshake by the verify callback: the verified chain, leaf first.
+/// Set once per handshake by the verify callback: the verified chain, leaf first, or why the
+/// chain was refused (for the connection log).
 #[derive(Debug, Default)]
-pub struct ChainRecord(OnceLock<Vec<CertKey>>);
+pub struct ChainRecord {
+    chain: OnceLock<Vec<CertKey>>,
+    refusal: OnceLock<X509VerifyError>,
+}
 
 impl ChainRecord {
     /// Records the verified chain (the first record wins).
     pub fn record(&self, keys: Vec<CertKey>) {
-        let _ = self.0.set(keys);
+        let _ = self.chain.set(keys);
     }
 
     /// The recorded chain, if verification ran (it does not on resumption).
     pub fn get(&self) -> Option<&[CertKey]> {
-        self.0.get().map(Vec::as_slice)
+        self.chain.get().map(Vec::as_slice)
+    }
+
+    /// Records why verification refused the chain.
+    pub fn refuse(&self, error: X509VerifyError) {
+        let _ = self.refusal.set(error);
+    }
+
+    /// Why verification refused the chain, if it did.
+    pub fn refusal(&self) -> Option<X509VerifyError> {
+        self.refusal.get().copied()
     }
 }
 
@@ -122,18 +148,14 @@ impl OpenIdentity {
         let keys = match record.and_then(ChainRecord::get) {
             Some(keys) => keys.to_vec(),
             None => {
-                let leaf = CertKey::of(ssl.peer_certificate()?.as_ref());
-                let mut keys: Vec<CertKey> = ssl
-                    .peer_cert_chain()
-                    .map(|chain| {
-                        chain
-                            .iter()
-                            .map(CertKey::of)
-                            .filter(|k| *k != leaf)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                keys.insert(0, leaf);
+                // A resumed session: the chain the client presented when the session was
+                // issued, read from its DER.
+                let keys: Vec<CertKey> = peer_certificates(ssl)
+                    .map(CertKey::from_der)
+                    .collect::<Option<_>>()?;
+                if keys.is_empty() {
+                    return None;
+                }
                 keys
             }
         };
