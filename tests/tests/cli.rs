@@ -43,6 +43,24 @@ fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("site[0].mtls.trust_store"), "{err}");
     assert!(err.contains("no-such-bundle.pem"), "{err}");
+
+    // A key that does not belong to the server certificate.
+    let stranger = TestPki::client(&pki.intermediate, "stranger");
+    let (_, stranger_key) = pki.write_client("stranger", &stranger, &[]);
+    let mismatched = good.replace(
+        &format!("{:?}", pki.path("server.key")),
+        &format!("{stranger_key:?}"),
+    );
+    assert_ne!(mismatched, good);
+    let mismatched_path = pki.write("mismatched.toml", &mismatched);
+    let out = portcullis_cli(&["run", "--config", mismatched_path.to_str().expect("path")]);
+    assert!(
+        !out.status.success(),
+        "run must refuse a key of another certificate"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("site[0].private_key"), "{err}");
+    assert!(err.contains("does not match the certificate"), "{err}");
 }
 
 #[test]
