@@ -108,11 +108,7 @@ pub fn run(
             tracing::warn!(worker = id, cpu, error = ?e, "could not pin worker to CPU");
         }
     }
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .with_entries(RING_ENTRIES)
-        .build();
-    let mut runtime = match runtime {
+    let mut runtime = match build_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(format!("worker {id}: runtime: {e}")));
@@ -171,6 +167,35 @@ pub fn run(
         watcher.await;
         drain(&worker).await;
     });
+}
+
+/// io_uring with a timer, or epoll with a timer where io_uring is missing.
+type WorkerRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// The worker's runtime: io_uring (epoll where io_uring is missing). The ring runs
+/// completion work cooperatively (IORING_SETUP_COOP_TASKRUN, Linux 5.19+): a completion
+/// arriving from another CPU is processed at the worker's next ring entry instead of through
+/// an inter-processor interrupt into whatever the worker is doing. Older kernels refuse the
+/// flag; the ring is then built without it.
+fn build_runtime() -> std::io::Result<WorkerRuntime> {
+    let build = |cooperative: bool| {
+        let mut ring = io_uring::IoUring::builder();
+        if cooperative {
+            ring.setup_coop_taskrun();
+        }
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .with_entries(RING_ENTRIES)
+            .uring_builder(ring)
+            .build()
+    };
+    build(true).or_else(|e| {
+        tracing::debug!(error = %e, "io_uring without cooperative task running");
+        build(false)
+    })
 }
 
 async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
