@@ -101,9 +101,22 @@ def collect(raw):
                 "runs": runs,
                 "idle": load(os.path.join(raw, f"{variant}.{server}.idle.json")),
                 "probe": load(os.path.join(raw, f"{variant}.{server}.probe.json")),
+                "bound": adjacent_bound(raw, variant, server),
             }
         data[variant] = v
     return facts, data
+
+
+def adjacent_bound(raw, variant, server):
+    """The crypto bound measured right before and after this server's handshake run, averaged
+    (None when the run predates these measurements)."""
+    samples = [load(os.path.join(raw, f"{variant}.{server}.bound-{when}.json"))
+               for when in ("before", "after")]
+    samples = [s for s in samples if s]
+    if not samples:
+        return None
+    return {key: sum(s[key] for s in samples) / len(samples)
+            for key in ("bound_us", "bound_hybrid_us")}
 
 
 def fmt_num(x, digits=0):
@@ -159,7 +172,7 @@ def main_table(variant, v, full):
         vals = {k: g(s) for k, g in getters.items()}
         bases = {k: base_val(g) for k, g in getters.items()}
         probe = s.get("probe") or {}
-        bound = bound_for(crypto, probe)
+        bound = bound_for(s.get("bound") or crypto, probe)
         row = [
             f"**{name}**",
             probe.get("group", "?"),
@@ -206,6 +219,17 @@ def detail_table(v):
                 fmt_num(ms(lag), 1) if lag is not None else "",
             ]) + " |")
     return "\n".join(lines)
+
+
+def adjacent_lines(v):
+    """One line per server: the bound measured next to its handshake run."""
+    out = []
+    for name, s in v["servers"].items():
+        b = s.get("bound")
+        if b:
+            out.append(f"- bound next to {name}'s handshake run: {b['bound_us']:.1f} µs "
+                       f"(X25519MLKEM768: {b['bound_hybrid_us']:.1f} µs)")
+    return "\n".join(out) if out else "- (no adjacent bound measurements in this run)"
 
 
 def crypto_lines(c):
@@ -345,10 +369,12 @@ def main():
         md += [main_table(variant, v, full), ""]
         md += ["### Crypto bound (BoringSSL, CPU %s)" % facts.get("server_cpu", 0), "",
                "What one full mTLS handshake needs on the server, timed with `bench/compare/crypto-bound` "
-               "(fastest of 5 rounds). *CPU vs crypto bound* in the table above is the server's measured "
-               "CPU per handshake (incl. TCP accept, the proxied request and close) as a percentage of this sum "
-               "(of the X25519MLKEM768 sum for a server that negotiated the hybrid group).",
-               "", crypto_lines(v["crypto"]), ""]
+               "(fastest of 5 rounds) at the start of the variant. *CPU vs crypto bound* in the table above is "
+               "the server's measured CPU per handshake (incl. TCP accept, the proxied request and close) as a "
+               "percentage of the bound measured again right before and after that server's handshake run "
+               "(their mean; the shared machine's speed drifts), or of this sum when those are missing "
+               "(X25519MLKEM768 sums for a server that negotiated the hybrid group).",
+               "", crypto_lines(v["crypto"]), "", adjacent_lines(v), ""]
         md += ["### Every run", "", detail_table(v), ""]
         if full:
             md += ["Idle connections:", ""]

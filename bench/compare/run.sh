@@ -466,6 +466,14 @@ json.dump({
 PY
 }
 
+# crypto_bound PKI_DIR OUT_JSON: the BoringSSL crypto bound of one handshake on SERVER_CPU.
+crypto_bound() {
+  local pki=$1 out=$2
+  taskset -c "$SERVER_CPU" "$BIN/portcullis-crypto-bound" --server-key "$pki/server.key" \
+    --client-key "$pki/certs/client-0.key" --client-leaf "$pki/certs/client-0.pem" \
+    --intermediate "$pki/intermediate.pem" --root "$pki/root-ca.pem" >"$out"
+}
+
 # ---------------------------------------------------------------- main
 log "work dir $WORK; ${BENCH_SECS}s runs; servers: $SERVERS; variants: $VARIANTS"
 facts
@@ -477,9 +485,7 @@ for variant in $VARIANTS; do
   "$HERE/gen_pki.sh" "$pki" "$variant" "$CLIENT_CERTS"
 
   log "crypto bound ($variant) on CPU $SERVER_CPU"
-  taskset -c "$SERVER_CPU" "$BIN/portcullis-crypto-bound" --server-key "$pki/server.key" \
-    --client-key "$pki/certs/client-0.key" --client-leaf "$pki/certs/client-0.pem" \
-    --intermediate "$pki/intermediate.pem" --root "$pki/root-ca.pem" >"$RAW/$variant.crypto.json"
+  crypto_bound "$pki" "$RAW/$variant.crypto.json"
   log "  $(cat "$RAW/$variant.crypto.json")"
 
   full=1
@@ -495,7 +501,11 @@ for variant in $VARIANTS; do
       || log "  probe failed: $(cat "$RAW/$variant.$name.probe.stderr")"
     log "  negotiated: $(cat "$RAW/$variant.$name.probe.json" 2>/dev/null)"
     lt "$variant.$name.warmup" "$variant" handshake -t "$HS_THREADS" -d 1 2>/dev/null
+    # The bound again right before and after this server's handshake runs: the machine's
+    # speed drifts (shared VM), and the ratio should compare like with like.
+    crypto_bound "$pki" "$RAW/$variant.$name.bound-before.json"
     lt "$variant.$name.handshake" "$variant" handshake -t "$HS_THREADS" -d "$BENCH_SECS"
+    crypto_bound "$pki" "$RAW/$variant.$name.bound-after.json"
     lt "$variant.$name.resume" "$variant" handshake --resume -t "$HS_THREADS" -d "$BENCH_SECS"
     if ((full)); then
       lt "$variant.$name.keepalive" "$variant" keepalive -t 2 -c "$KA_CONNS" -r 100000000 -d "$BENCH_SECS"
