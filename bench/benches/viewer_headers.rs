@@ -1,12 +1,14 @@
 //! The `CloudFront-Viewer-Cert-*` headers: `ViewerCertInfo::from_der` + `render_headers` for a
 //! typical client certificate (the once-per-connection work), and `render_headers` alone (the
-//! per-request work on a keep-alive connection).
+//! per-request work on a keep-alive connection), and the per-worker cache hit that replaces
+//! the parse for a certificate seen before.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use portcullis::pki::{CertKind, CertSpec, Issued};
 use portcullis::viewer_cert::{render_headers, ForwardHeaders, ViewerCertInfo};
+use portcullis::viewer_header_cache::{BlockStyle, ViewerHeaderCache, DEFAULT_CAPACITY};
 
 /// A client certificate like a real viewer's: ECDSA P-256, issued by an intermediate, with O,
 /// OU and CN in the subject.
@@ -69,6 +71,18 @@ fn viewer_headers(c: &mut Criterion) {
             render_headers(Some(black_box(&info)), &forward, false, &mut out);
             black_box(out.len())
         })
+    });
+    // What a connection pays when its worker already rendered this certificate's block:
+    // SHA-256 of the leaf DER and a map lookup (the data plane's path since the cache).
+    let cache = ViewerHeaderCache::new(DEFAULT_CAPACITY);
+    let style = BlockStyle {
+        site_id: 1,
+        forward: &forward,
+        include_pem: true,
+    };
+    cache.block_with(&style, Some(&der)).expect("block");
+    group.bench_function("cached_block", |b| {
+        b.iter(|| black_box(cache.block_with(&style, Some(black_box(&der))).expect("block")))
     });
     group.finish();
 }
