@@ -82,7 +82,13 @@ fn viewer_headers(c: &mut Criterion) {
     };
     cache.block_with(&style, Some(&der)).expect("block");
     group.bench_function("cached_block", |b| {
-        b.iter(|| black_box(cache.block_with(&style, Some(black_box(&der))).expect("block")))
+        b.iter(|| {
+            black_box(
+                cache
+                    .block_with(&style, Some(black_box(&der)))
+                    .expect("block"),
+            )
+        })
     });
     group.finish();
 }
