@@ -163,6 +163,21 @@ rss_kib() { # VmRSS summed over the processes
   echo "$total"
 }
 
+# nginx_http_common DIR: the http-block lines both nginx configurations share (temp paths in
+# DIR, long-lived keep-alive).
+nginx_http_common() {
+  local dir=$1
+  cat <<EOF
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+EOF
+}
+
 # ---------------------------------------------------------------- origin (shared, on CLIENT_CPU)
 start_origin() {
   local dir=$WORK/origin
@@ -176,13 +191,7 @@ error_log $dir/logs/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 600s;
+$(nginx_http_common "$dir")
   server {
     listen 127.0.0.1:$ORIGIN_PORT reuseport backlog=4096;
     location / { default_type text/plain; return 200 "hello from the origin\n"; }
@@ -213,13 +222,7 @@ error_log $dir/logs/error.log warn;
 events { worker_connections $((IDLE_CONNS + 1000)); }
 http {
   access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 600s;
+$(nginx_http_common "$dir")
   client_header_timeout 600s;
   upstream origin {
     server 127.0.0.1:$ORIGIN_PORT;

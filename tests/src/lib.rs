@@ -426,6 +426,11 @@ impl CurlResult {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
     }
+
+    /// The `CloudFront-Viewer-Cert-Present` value the origin received, if any.
+    pub fn cert_present(&self) -> Option<String> {
+        self.echoed("CloudFront-Viewer-Cert-Present")
+    }
 }
 
 impl Curl {

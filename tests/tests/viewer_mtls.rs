@@ -93,10 +93,7 @@ fn valid_client_reaches_origin_with_all_seven_headers_matching_openssl() {
         r.echoed("CloudFront-Viewer-Cert-Issuer").expect("issuer"),
         x509_field(&leaf, &["-issuer", "-nameopt", "RFC2253"])
     );
-    assert_eq!(
-        r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
-        Some("1")
-    );
+    assert_eq!(r.cert_present().as_deref(), Some("1"));
     assert_eq!(
         r.echoed("CloudFront-Viewer-Cert-Sha256").expect("sha256"),
         x509_field(&leaf, &["-fingerprint", "-sha256"])
@@ -219,10 +216,7 @@ fn optional_mode_accepts_no_certificate_and_refuses_an_invalid_one() {
     } = OneSite::start("optional", Some("bundle.pem"), "", "");
     let r = get(&server, &pki, None);
     assert_eq!(r.status, Some(200), "{r:?}");
-    assert_eq!(
-        r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
-        Some("0")
-    );
+    assert_eq!(r.cert_present().as_deref(), Some("0"));
     let cert_headers = r
         .echoed_headers()
         .into_iter()
@@ -243,10 +237,7 @@ fn optional_mode_accepts_no_certificate_and_refuses_an_invalid_one() {
     let (cert, key) = pki.write_client("valid", &valid, &[&pki.intermediate]);
     let r = get(&server, &pki, Some((&cert, &key)));
     assert_eq!(r.status, Some(200));
-    assert_eq!(
-        r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
-        Some("1")
-    );
+    assert_eq!(r.cert_present().as_deref(), Some("1"));
 }
 
 #[test]
@@ -259,10 +250,7 @@ fn passthrough_forwards_a_self_signed_certificate_without_pem() {
     let (cert, key) = pki.write_client("own", &own, &[]);
     let r = get(&server, &pki, Some((&cert, &key)));
     assert_eq!(r.status, Some(200), "{r:?}\n{}", server.log());
-    assert_eq!(
-        r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
-        Some("1")
-    );
+    assert_eq!(r.cert_present().as_deref(), Some("1"));
     let subject = r.echoed("CloudFront-Viewer-Cert-Subject").expect("subject");
     assert!(subject.contains("CN=self-made"), "{subject}");
     assert!(r.echoed("CloudFront-Viewer-Cert-Sha256").is_some());
@@ -296,10 +284,7 @@ fn client_sent_viewer_cert_headers_never_reach_the_origin() {
         "forged subject reached the origin:\n{text}"
     );
     assert!(r.echoed("CloudFront-Viewer-Cert-Serial-Number").is_none());
-    assert_eq!(
-        r.echoed("CloudFront-Viewer-Cert-Present").as_deref(),
-        Some("0")
-    );
+    assert_eq!(r.cert_present().as_deref(), Some("0"));
 }
 
 #[test]
