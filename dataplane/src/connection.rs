@@ -8,8 +8,7 @@ use monoio::net::TcpStream;
 use portcullis_config::MtlsMode;
 
 use crate::proxy::{self, Exchange};
-use crate::tls::cert_keys::peer_leaf_der;
-use crate::tls::{OpenIdentity, TlsError, TlsSnapshot, TlsStream};
+use crate::tls::{TlsError, TlsStream};
 use crate::worker::ActiveGuard;
 
 /// How long a refused client gets to read its alert while the rest of its flight is drained.
@@ -47,28 +46,24 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
             return;
         }
     }
-    let Some(site) = TlsSnapshot::site_of(tls.ssl()).map(Arc::clone) else {
+    let Some(site) = tls.site().map(Arc::clone) else {
         // The ClientHello callback always records the site; without it, fail closed.
         tracing::error!(%peer, "handshake completed without a selected site");
         return;
     };
-    let leaf = peer_leaf_der(tls.ssl());
-    let Some(viewer_headers) = worker.viewer_headers.block_for(&site, leaf) else {
+    let Some(viewer_headers) = worker.viewer_headers.block_for(&site, tls.leaf_der()) else {
         tracing::info!(%peer, site = %site.config.name, "client certificate does not parse; closing");
         return;
     };
     tracing::debug!(
         %peer,
         site = %site.config.name,
-        version = tls.ssl().version_str(),
+        version = tls.handshake_info().version,
         "handshake accepted"
     );
     let identity = (site.config.mtls.revoke_open_connections
         && site.policy.mode != MtlsMode::Passthrough)
-        .then(|| {
-            let record = TlsSnapshot::chain_record_of(tls.ssl());
-            OpenIdentity::of(tls.ssl(), record, site.revocation.clone())
-        })
+        .then(|| tls.open_identity(site.revocation.clone()))
         .flatten();
     let exchange = Exchange {
         server: &snapshot.config.server,
@@ -91,13 +86,13 @@ fn log_refusal<T>(tls: &TlsStream<T>, peer: SocketAddr, error: &TlsError)
 where
     T: monoio::io::AsyncReadRent + monoio::io::AsyncWriteRent,
 {
-    let site = TlsSnapshot::site_of(tls.ssl()).map(|s| s.config.name.as_str());
-    let verify = TlsSnapshot::chain_record_of(tls.ssl()).and_then(|r| r.refusal());
+    let site = tls.site().map(|s| s.config.name.as_str());
+    let failure = tls.handshake_failure(error);
     tracing::info!(
         %peer,
         site = site.unwrap_or("-"),
-        verify = ?verify.map(|e| e.error_string()),
-        %error,
+        code = %failure.code(),
+        detail = %failure,
         "handshake refused"
     );
 }

@@ -21,7 +21,7 @@ use super::local_cache;
 use super::scope::{IssuerCrls, SiteRevocation};
 use super::serial;
 use super::store::{Interner, Store};
-use super::Verdict;
+use super::{RevokedBy, Verdict};
 
 /// The stores of the current configuration.
 #[derive(Default)]
@@ -162,7 +162,7 @@ impl RevocationState {
             None => compute(scope, crls, magnitude),
         };
         match revoked {
-            Some(reason) => Verdict::Revoked { reason },
+            Some((reason, by)) => Verdict::Revoked { reason, by },
             None if scope.crl_expired_policy() == CrlExpiredPolicy::Deny
                 && crls.is_some_and(|crls| crls.any_expired(now)) =>
             {
@@ -325,8 +325,10 @@ impl RevocationState {
 /// The uncached verdict: the store's value, else the reason of a CRL of the
 /// certificate's issuer listing the serial.
 fn compute(scope: &SiteRevocation, crls: Option<&IssuerCrls>, magnitude: &[u8]) -> CachedVerdict {
-    if let Some(reason) = scope.store().and_then(|store| store.lookup(magnitude)) {
-        return Some(reason);
+    if let Some(store) = scope.store() {
+        if let Some(reason) = store.lookup(magnitude) {
+            return Some((reason, RevokedBy::Store(store.shared_name())));
+        }
     }
     crls.and_then(|crls| crls.revoked(&serial::to_normal_hex(magnitude)))
 }

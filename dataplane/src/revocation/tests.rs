@@ -13,7 +13,7 @@ use portcullis_config::revocation::{
 use portcullis_config::{MtlsSettings, Snapshot};
 use tempfile::TempDir;
 
-use super::{RevocationError, RevocationState, SiteRevocation, Verdict};
+use super::{RevocationError, RevocationState, RevokedBy, SiteRevocation, Verdict};
 use crate::pki::DemoPki;
 
 const ISSUER_A: &[u8] = b"\x30\x0bissuer-a-dn";
@@ -108,9 +108,19 @@ fn with_store(
     (state, scope, path)
 }
 
+/// A revocation by the store `main`, or (for a `crl ...` reason) by a CRL of the tests'
+/// CRL issuer `CN=test`.
 fn revoked(reason: &str) -> Verdict {
+    let by = if reason.starts_with("crl ") {
+        RevokedBy::Crl {
+            issuer: Arc::from("CN=test"),
+        }
+    } else {
+        RevokedBy::Store(Arc::from("main"))
+    };
     Verdict::Revoked {
         reason: Arc::from(reason),
+        by,
     }
 }
 
