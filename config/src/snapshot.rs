@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::logs::{DiagnosticsSettings, LogSettings};
 use crate::revocation::{CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot};
 use crate::sni::SniIndex;
 
@@ -26,6 +27,10 @@ pub struct Snapshot {
     pub admin: Option<AdminSettings>,
     /// Revocation stores in file order; `revocation_stores[i].index == i`.
     pub revocation_stores: Vec<Arc<RevocationStoreSnapshot>>,
+    /// The connection and access logs from `[logs]`.
+    pub logs: LogSettings,
+    /// Diagnostic output settings from `[diagnostics]`.
+    pub diagnostics: DiagnosticsSettings,
     pub(crate) sni: SniIndex,
     pub(crate) warnings: Vec<String>,
 }
