@@ -1,7 +1,25 @@
-//! The admin API's backend: the process-wide revocation state.
+//! The admin API's backends: the process-wide revocation state, and the metrics and readiness
+//! of telemetry.
 
-use crate::admin::{AdminError, RevocationAdmin};
+use std::sync::Arc;
+
+use crate::admin::{AdminError, Observe, RevocationAdmin};
 use crate::revocation::{RevocationError, RevocationState};
+use crate::telemetry::Metrics;
+
+/// `/metrics` and `/readyz` from telemetry's metrics.
+#[derive(Debug)]
+pub struct MetricsEndpoint(pub Arc<Metrics>);
+
+impl Observe for MetricsEndpoint {
+    fn metrics(&self) -> String {
+        self.0.encode()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        self.0.readiness().map_err(str::to_owned)
+    }
+}
 
 impl From<RevocationError> for AdminError {
     fn from(e: RevocationError) -> Self {

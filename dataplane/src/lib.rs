@@ -20,6 +20,7 @@ pub mod revocation;
 pub mod run;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tls;
 pub mod viewer_cert;
 pub mod viewer_header_cache;

@@ -1,17 +1,20 @@
-//! Running the data plane in the foreground: start the workers, announce readiness, reload on
-//! SIGHUP, drain and stop on SIGTERM/SIGINT.
+//! Running the data plane in the foreground: start telemetry and the workers, announce
+//! readiness, reload on SIGHUP, reopen the log files on SIGUSR1, drain and stop on
+//! SIGTERM/SIGINT (the admin API stays up during the drain, answering `/readyz` with 503).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcullis_config::ConfigErrors;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::admin::{self, AdminServer, RevocationAdmin};
+use crate::admin_backend::MetricsEndpoint;
 use crate::revocation::RevocationState;
 use crate::server::{Server, StartError};
+use crate::telemetry::{Telemetry, TelemetryError};
 use crate::tls::TlsSnapshot;
 
 /// Why the data plane could not run.
@@ -29,6 +32,9 @@ pub enum RunError {
     /// The admin API could not listen.
     #[error("admin API: {0}")]
     Admin(std::io::Error),
+    /// The logs could not be opened.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
 }
 
 /// Loads and fully checks a configuration: parsing, files, and every site's TLS context.
@@ -62,7 +68,9 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
         tracing::warn!("{warning}");
     }
     // Install handlers before the workers start, so an early SIGTERM is not fatal.
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]).map_err(RunError::Signals)?;
+    let telemetry = Telemetry::start(&snapshot.config)?;
     if !monoio::utils::detect_uring() {
         tracing::warn!("io_uring is not available here; workers fall back to epoll");
     }
@@ -71,29 +79,46 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
             let backend: Arc<dyn RevocationAdmin> = Arc::clone(&revocation) as _;
             let server =
                 admin::server::start(&settings.listen, backend).map_err(RunError::Admin)?;
+            server.observe(Arc::new(MetricsEndpoint(Arc::clone(&telemetry.metrics))));
             tracing::info!(listen = ?settings.listen, "admin API listening");
             Some(server)
         }
         None => None,
     };
     let workers = snapshot.config.server.workers;
-    let mut server = Server::start(snapshot, Arc::clone(&revocation))?;
+    let mut server = match Server::start(snapshot, Arc::clone(&revocation), Arc::clone(&telemetry))
+    {
+        Ok(server) => server,
+        Err(e) => {
+            telemetry.stop();
+            return Err(e.into());
+        }
+    };
     announce(&server, admin.as_ref(), workers);
     for signal in signals.forever() {
         match signal {
-            SIGHUP => match reload(&config_path, &server, &revocation) {
-                Ok(()) => tracing::info!(config = %config_path.display(), "configuration reloaded"),
-                Err(errors) => {
-                    tracing::error!(config = %config_path.display(), %errors, "reload refused; the running configuration stays");
+            SIGHUP => {
+                let result = reload(&config_path, &server, &revocation);
+                telemetry.metrics.reloaded(result.is_ok());
+                match result {
+                    Ok(()) => {
+                        tracing::info!(config = %config_path.display(), "configuration reloaded")
+                    }
+                    Err(errors) => {
+                        tracing::error!(config = %config_path.display(), %errors, "reload refused; the running configuration stays");
+                    }
                 }
-            },
+            }
+            SIGUSR1 => telemetry.reopen_logs(),
             _ => break,
         }
     }
     tracing::info!("shutting down: draining connections");
-    drop(admin);
+    telemetry.metrics.set_draining();
     server.stop();
     server.join();
+    drop(admin);
+    telemetry.stop();
     tracing::info!("stopped");
     Ok(())
 }

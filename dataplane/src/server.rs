@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::revocation::RevocationState;
+use crate::telemetry::Telemetry;
 use crate::tls::TlsSnapshot;
 use crate::worker::{self, Shared};
 
@@ -38,7 +39,11 @@ pub struct Server {
 
 impl Server {
     /// Starts the configured number of workers and returns once all of them listen.
-    pub fn start(tls: TlsSnapshot, revocation: Arc<RevocationState>) -> Result<Self, StartError> {
+    pub fn start(
+        tls: TlsSnapshot,
+        revocation: Arc<RevocationState>,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Self, StartError> {
         let settings = tls.config.server.clone();
         // Port 0 means "any": pick one port now so that every worker's SO_REUSEPORT listener
         // joins the same group. The reserving socket is bound but never listens, so it never
@@ -63,6 +68,7 @@ impl Server {
             snapshot: ArcSwap::from_pointee(tls),
             stop: Arc::new(AtomicBool::new(false)),
             revocation,
+            telemetry,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(settings.workers);

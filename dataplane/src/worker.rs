@@ -19,6 +19,7 @@ use crate::notify::LocalNotify;
 use crate::origin_pool::OriginPool;
 use crate::revocation::RevocationState;
 use crate::shutdown::{self, Shutdown};
+use crate::telemetry::{Telemetry, WorkerTelemetry};
 use crate::tls::TlsSnapshot;
 use crate::viewer_header_cache::{self, ViewerHeaderCache};
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Revocation data, changed at run time through the admin API.
     pub revocation: Arc<RevocationState>,
+    /// Logs and metrics.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// What one worker owns.
@@ -61,6 +64,8 @@ pub struct Worker {
     pub buffers: BufferPool,
     /// Viewer-cert header blocks rendered on this worker.
     pub viewer_headers: ViewerHeaderCache,
+    /// The worker's connection ids, log queue and counters.
+    pub telemetry: WorkerTelemetry,
     active: Cell<usize>,
 }
 
@@ -79,6 +84,7 @@ impl ActiveGuard {
     /// Registers one more active connection on `worker`.
     pub fn new(worker: Rc<Worker>) -> Self {
         worker.active.set(worker.active.get() + 1);
+        worker.telemetry.set_active(worker.active.get());
         Self(worker)
     }
 
@@ -91,6 +97,7 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
+        self.0.telemetry.set_active(self.0.active.get());
     }
 }
 
@@ -138,9 +145,11 @@ pub fn run(
             pool: OriginPool::new(MAX_IDLE_ORIGIN_CONNECTIONS, ORIGIN_IDLE_LIMIT),
             buffers: BufferPool::new(IDLE_BUFFERS),
             viewer_headers: ViewerHeaderCache::new(viewer_header_cache::DEFAULT_CAPACITY),
+            telemetry: shared.telemetry.for_worker(id),
             active: Cell::new(0),
             shared,
         });
+        worker.telemetry.set_listening(true);
         let watcher = {
             let worker = Rc::clone(&worker);
             let start_epoch = worker.shared.revocation.epoch();
@@ -164,6 +173,7 @@ pub fn run(
         for a in accepts {
             a.await;
         }
+        worker.telemetry.set_listening(false);
         watcher.await;
         drain(&worker).await;
     });
@@ -199,6 +209,12 @@ fn build_runtime() -> std::io::Result<WorkerRuntime> {
 }
 
 async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
+    // The local address of every connection: the listener's, unless it is a wildcard (then
+    // each connection asks the kernel).
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|addr| !addr.ip().is_unspecified());
     let max = worker
         .shared
         .snapshot
@@ -219,8 +235,11 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
                     drop(stream);
                     continue;
                 }
+                let local = bound
+                    .or_else(|| stream.local_addr().ok())
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                 let guard = ActiveGuard::new(Rc::clone(&worker));
-                monoio::spawn(connection::handle(stream, peer, guard));
+                monoio::spawn(connection::handle(stream, peer, local, guard));
             }
             Err(e) => {
                 // Out of descriptors or a transient error: back off briefly instead of spinning.

@@ -10,7 +10,9 @@
 //! | `DELETE` | `/revocations/{store}/{serial}`   | none              | `200 {"deleted":true}` (`404` if absent)  |
 //! | `GET`    | `/revocations/{store}/{serial}`   | none              | `200 {"key":..,"value":..}` (`404`)       |
 //! | `POST`   | `/revocations/{store}/import`     | CloudFront JSON   | `200 {"imported":n}`                      |
-//! | `GET`    | `/healthz`                        | none              | `200 {"status":"ok"}`                     |
+//! | `GET`    | `/healthz`                        | none              | `200 {"status":"ok"}` (alive)             |
+//! | `GET`    | `/readyz`                         | none              | `200 {"status":"ready"}`, `503` otherwise |
+//! | `GET`    | `/metrics`                        | none              | `200` Prometheus text exposition          |
 //!
 //! Errors are `{"error": message}` with the status of the [`AdminError`]. The server talks to
 //! the revocation state only through the [`RevocationAdmin`] trait, so it can be tested (and
@@ -44,6 +46,15 @@ pub trait RevocationAdmin: Send + Sync + 'static {
     /// Imports a CloudFront KeyValueStore JSON document into `store`; returns how many
     /// entries were imported.
     fn import(&self, store: &str, json: &[u8]) -> Result<usize, AdminError>;
+}
+
+/// What `/metrics` and `/readyz` report, set with [`AdminServer::observe`]. Until it is set
+/// (the workers are starting), `/readyz` answers 503 and `/metrics` 503.
+pub trait Observe: Send + Sync + 'static {
+    /// The Prometheus text exposition.
+    fn metrics(&self) -> String;
+    /// Ok when the data plane serves traffic, else why not (e.g. `draining`).
+    fn readiness(&self) -> Result<(), String>;
 }
 
 /// An error from a [`RevocationAdmin`] operation, carrying the HTTP status to answer with.
