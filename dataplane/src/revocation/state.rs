@@ -22,6 +22,7 @@ use super::scope::{IssuerCrls, SiteRevocation};
 use super::serial;
 use super::store::{Interner, Store};
 use super::{RevokedBy, Verdict};
+use crate::telemetry::metrics::revocation_lookup;
 
 /// The stores of the current configuration.
 #[derive(Default)]
@@ -182,14 +183,17 @@ impl RevocationState {
         key: CacheKey,
     ) -> CachedVerdict {
         if let Some(verdict) = local_cache::get(&key, &self.freshness) {
+            revocation_lookup(true);
             return verdict;
         }
         if let Some(entry) = self.cache.get(&key) {
             if self.freshness.is_fresh(key.serial(), entry.version) {
                 local_cache::put(key, entry.verdict.clone(), entry.version);
+                revocation_lookup(true);
                 return entry.verdict;
             }
         }
+        revocation_lookup(false);
         let version = self.freshness.current();
         let verdict = compute(scope, crls, key.serial());
         let entry = Versioned {
