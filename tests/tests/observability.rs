@@ -375,16 +375,8 @@ fn accepted_records_match_an_independent_parse_and_join_the_access_log() {
         },
         &extra,
     );
-    let (_, cert, key) = t.client("viewer");
-    let leaf = t.pki.write(
-        "viewer-leaf.pem",
-        &std::fs::read_to_string(&cert)
-            .expect("cert")
-            .split_inclusive("-----END CERTIFICATE-----\n")
-            .next()
-            .expect("leaf")
-            .to_owned(),
-    );
+    let (client, cert, key) = t.client("viewer");
+    let leaf = t.pki.write("viewer-leaf.pem", &client.cert_pem);
     // Two requests on one keep-alive connection; the client sends a forged id header.
     let r = t
         .curl("localhost", "/one")
