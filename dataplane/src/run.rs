@@ -102,7 +102,10 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
                 telemetry.metrics.reloaded(result.is_ok());
                 match result {
                     Ok(()) => {
-                        tracing::info!(config = %config_path.display(), "configuration reloaded")
+                        tracing::info!(config = %config_path.display(), "configuration reloaded");
+                        if server.logs_changed(telemetry.log_settings()) {
+                            tracing::warn!("[logs] changed: log settings apply at the next start");
+                        }
                     }
                     Err(errors) => {
                         tracing::error!(config = %config_path.display(), %errors, "reload refused; the running configuration stays");

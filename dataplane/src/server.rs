@@ -118,6 +118,11 @@ impl Server {
         self.shared.snapshot.store(Arc::new(tls));
     }
 
+    /// Whether the current configuration's `[logs]` differ from `running`.
+    pub fn logs_changed(&self, running: &portcullis_config::LogSettings) -> bool {
+        self.shared.snapshot.load().config.logs != *running
+    }
+
     /// Asks every worker to stop accepting and drain.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);

@@ -164,6 +164,11 @@ impl Telemetry {
         }
     }
 
+    /// The `[logs]` settings in force (read at start).
+    pub fn log_settings(&self) -> &LogSettings {
+        &self.settings
+    }
+
     /// Reopens the log files (SIGUSR1).
     pub fn reopen_logs(&self) {
         if let Some(writer) = &self.writer {
