@@ -15,6 +15,7 @@ mod crl;
 mod duration;
 mod error;
 mod load;
+mod machine;
 mod model;
 mod origin;
 pub mod revocation;
@@ -36,7 +37,7 @@ pub use revocation::{
     MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 pub use snapshot::{
-    AdminListen, AdminSettings, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
+    AdminListen, AdminSettings, AdminToken, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
     PrivateKeyPem, ServerSettings, SiteSnapshot, Snapshot, Timeouts, TrustAnchor,
 };
 

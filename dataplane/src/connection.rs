@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use boring::ssl::NameType;
 use monoio::net::TcpStream;
 use portcullis_config::MtlsMode;
 
@@ -35,6 +36,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
             return;
         }
     };
+    tls.set_send_timeout(timeouts.send);
     match monoio::time::timeout(timeouts.handshake, tls.accept()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -70,7 +72,23 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
             OpenIdentity::of(tls.ssl(), record, site.revocation.clone())
         })
         .flatten();
+    // Copied: the exchange borrows it while the TLS stream is borrowed mutably.
+    let fallback_host: Box<str> = tls
+        .ssl()
+        .servername(NameType::HOST_NAME)
+        .or_else(|| {
+            site.config
+                .server_names
+                .iter()
+                .find(|n| !n.starts_with("*."))
+                .map(String::as_str)
+        })
+        .unwrap_or_default()
+        .into();
     let exchange = Exchange {
+        config: &snapshot.config,
+        site: site.config.index,
+        fallback_host: fallback_host.as_bytes(),
         server: &snapshot.config.server,
         origin: &site.config.origin,
         client_ip: peer.ip(),
@@ -82,9 +100,15 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
         buffers: &worker.buffers,
     };
     if let Err(e) = proxy::serve(&mut tls, &exchange).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            tracing::info!(%peer, site = %site.config.name, "client stopped reading (send time-out); closing");
+        } else {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
     }
-    let _ = tls.shutdown().await;
+    // Boxed: the close_notify send (with its time-out) runs once per connection and would
+    // otherwise enlarge every idle connection's task.
+    let _ = Box::pin(tls.shutdown()).await;
 }
 
 fn log_refusal<T>(tls: &TlsStream<T>, peer: SocketAddr, error: &TlsError)

@@ -5,6 +5,7 @@
 //! make these functions panic. Heads are parsed with `httparse` into stack arrays and rewritten
 //! into caller-provided buffers, so the hot path does not allocate.
 
+pub mod authority;
 pub mod chunked;
 pub mod error_response;
 mod headers;
@@ -94,6 +95,9 @@ pub enum HttpError {
     /// More than one `Host` field.
     #[error("multiple Host fields")]
     MultipleHost,
+    /// The `Host` value or an absolute-form target's authority is not a plain `host[:port]`.
+    #[error("invalid Host or request-target authority")]
+    InvalidHost,
     /// Malformed chunked body (the reason says where).
     #[error("invalid chunked body: {0}")]
     InvalidChunkedBody(&'static str),
@@ -133,6 +137,7 @@ impl HttpError {
             | HttpError::TransferEncodingInHttp10
             | HttpError::MissingHost
             | HttpError::MultipleHost
+            | HttpError::InvalidHost
             | HttpError::InvalidChunkedBody(_)
             | HttpError::ChunkSizeOverflow
             | HttpError::ChunkLineTooLong
