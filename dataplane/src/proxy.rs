@@ -699,7 +699,17 @@ where
             }
             Ok(Ok(n)) => n,
             Err(_) => {
-                tracing::info!(received = pace.received, "request body stalled; closing");
+                if pace.next_wait().is_none() {
+                    tracing::info!(
+                        received = pace.received,
+                        "request body slower than min_request_body_rate; closing"
+                    );
+                } else {
+                    tracing::info!(
+                        received = pace.received,
+                        "request body stalled for header_read; closing"
+                    );
+                }
                 return Ok(Err(OriginFailure::Status(408)));
             }
         };

@@ -70,8 +70,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     let admin = match &snapshot.config.admin {
         Some(settings) => {
             let backend: Arc<dyn RevocationAdmin> = Arc::clone(&revocation) as _;
-            let server =
-                admin::server::start(settings, backend).map_err(RunError::Admin)?;
+            let server = admin::server::start(settings, backend).map_err(RunError::Admin)?;
             tracing::info!(listen = ?settings.listen, "admin API listening");
             Some(server)
         }

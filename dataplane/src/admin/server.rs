@@ -622,7 +622,10 @@ fn authorize(
     if presented.is_some_and(|p| token.matches(p)) {
         return Ok(());
     }
-    tracing::warn!(method, "admin: request refused: missing or wrong bearer token");
+    tracing::warn!(
+        method,
+        "admin: request refused: missing or wrong bearer token"
+    );
     Err(ReadError::Respond(Response {
         authenticate: true,
         ..Response::error(401, "a valid bearer token is required (admin.token_file)")

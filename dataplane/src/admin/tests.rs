@@ -101,8 +101,11 @@ fn no_token(listen: AdminListen) -> AdminSettings {
 }
 
 fn start_tcp(backend: Arc<Memory>) -> (AdminServer, AdminTarget) {
-    let server = server::start(&no_token(AdminListen::Tcp(([127, 0, 0, 1], 0).into())), backend)
-        .expect("start admin server on 127.0.0.1:0");
+    let server = server::start(
+        &no_token(AdminListen::Tcp(([127, 0, 0, 1], 0).into())),
+        backend,
+    )
+    .expect("start admin server on 127.0.0.1:0");
     let addr = server.local_addr().expect("TCP server has an address");
     assert_ne!(addr.port(), 0);
     (server, AdminTarget::Tcp(addr))
@@ -110,8 +113,8 @@ fn start_tcp(backend: Arc<Memory>) -> (AdminServer, AdminTarget) {
 
 fn start_unix(dir: &Path, backend: Arc<Memory>) -> (AdminServer, AdminTarget) {
     let path = dir.join("admin.sock");
-    let server =
-        server::start(&no_token(AdminListen::Unix(path.clone())), backend).expect("start admin server");
+    let server = server::start(&no_token(AdminListen::Unix(path.clone())), backend)
+        .expect("start admin server");
     assert_eq!(server.local_addr(), None);
     assert_eq!(server.socket_path(), Some(path.as_path()));
     (server, AdminTarget::Unix(path))
@@ -335,8 +338,11 @@ fn admin_refuses_non_loopback_tcp() {
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{addr}");
     }
     // Any 127/8 address is loopback.
-    let server = server::start(&no_token(AdminListen::Tcp(([127, 0, 0, 1], 0).into())), backend)
-        .expect("loopback accepted");
+    let server = server::start(
+        &no_token(AdminListen::Tcp(([127, 0, 0, 1], 0).into())),
+        backend,
+    )
+    .expect("loopback accepted");
     assert!(server.local_addr().is_some_and(|a| a.ip().is_loopback()));
 }
 
@@ -569,7 +575,11 @@ fn admin_token_is_required_before_the_body_is_read() {
     let server = server::start(&settings, backend.clone()).expect("start");
     let target = AdminTarget::Tcp(server.local_addr().expect("addr"));
     let path = revocation_path("viewers", "0a");
-    for presented in [None, Some("wrong-token-wrong-token-wrong-tok"), Some(&token[1..])] {
+    for presented in [
+        None,
+        Some("wrong-token-wrong-token-wrong-tok"),
+        Some(&token[1..]),
+    ] {
         let (status, body) =
             client::request_with_token(&target, presented, "PUT", &path, b"stolen")
                 .expect("request");
