@@ -13,7 +13,8 @@ use crate::tls::cert_keys::peer_leaf_der;
 use crate::tls::{OpenIdentity, TlsError, TlsSnapshot, TlsStream};
 use crate::worker::ActiveGuard;
 
-/// How long a refused client gets to read its alert while the rest of its flight is drained.
+/// How long a refused client gets to read its alert (or a closing connection its last
+/// response) while the rest of what it sends is drained.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
 /// Serves one accepted connection until it closes. `guard` keeps it counted as active.
@@ -109,6 +110,11 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
     // Boxed: the close_notify send (with its time-out) runs once per connection and would
     // otherwise enlarge every idle connection's task.
     let _ = Box::pin(tls.shutdown()).await;
+    // A client may still be sending (the rest of a refused request body, pipelined requests
+    // after a 4xx): closing with its bytes unread would reset the connection and could
+    // destroy the response before the client reads it. Drain briefly, as nginx's lingering
+    // close does; a client that already closed costs one read.
+    Box::pin(tls.linger_close(REFUSAL_LINGER)).await;
 }
 
 fn log_refusal<T>(tls: &TlsStream<T>, peer: SocketAddr, error: &TlsError)

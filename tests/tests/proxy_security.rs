@@ -522,3 +522,25 @@ fn interim_responses_reach_http11_clients_only() {
     assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), vec![200]);
     assert_eq!(r[0].text(), "final");
 }
+
+#[test]
+fn a_refusal_reaches_a_client_that_is_still_sending() {
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
+    for round in 0..5 {
+        let mut conn = server.tls_client("localhost", &pki.path("root.pem"), None, None);
+        // A head over max_header_bytes (16 KiB), and more bytes after it: the proxy answers
+        // 431 while the client is still sending.
+        let mut head = b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+        head.resize(20 * 1024, b'a');
+        let _ = conn.write_all(&head);
+        for _ in 0..8 {
+            let _ = conn.write_all(&[b'b'; 4096]);
+        }
+        let r = read_response(&mut conn);
+        assert_eq!(r.map(|r| r.status), Some(431), "round {round}");
+    }
+}
