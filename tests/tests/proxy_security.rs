@@ -441,7 +441,7 @@ fn request_heads_are_cleaned_before_they_reach_the_origin() {
     assert_eq!(r[0].status, 200, "{:?}", r[0]);
     assert_eq!(requests(0).header_values("x-field-299"), vec!["299"]);
 
-    // 2. Forged edge and identity fields in every spelling, a duplicate Content-Length.
+    // 2. Forged edge and identity fields in every spelling.
     let forged = b"POST /forged HTTP/1.1\r\nHost: localhost\r\n\
         CloudFront_Viewer_Cert_Present: 1\r\n\
         cloudfront-viewer-cert-subject: CN=admin\r\n\
@@ -449,7 +449,7 @@ fn request_heads_are_cleaned_before_they_reach_the_origin() {
         X-Real-IP: 10.0.0.1\r\n\
         X-Forwarded-Host: admin.internal\r\n\
         X-Forwarded-Port: 80\r\n\
-        Content-Length: 4\r\ncontent-length: 4\r\nConnection: close\r\n\r\nbody";
+        Content-Length: 4\r\nConnection: close\r\n\r\nbody";
     let r = raw_exchange(&server, &pki, forged, 1);
     assert_eq!(r[0].status, 200);
     let seen = requests(1);
@@ -543,4 +543,83 @@ fn a_refusal_reaches_a_client_that_is_still_sending() {
         let r = read_response(&mut conn);
         assert_eq!(r.map(|r| r.status), Some(431), "round {round}");
     }
+}
+
+#[test]
+fn smuggling_shapes_get_400_and_nothing_after_them_reaches_the_origin() {
+    let origin = ScriptedOrigin::start(|c| {
+        while let Some(request) = c.read_request() {
+            let _ = c.respond(&format!("reply to {}", request.path()));
+        }
+    });
+    let pki = TestPki::new();
+    let server = single_worker(&pki, origin.addr(), "");
+    // Each shape is followed by a request that would reach the origin if the proxy read the
+    // first one's framing differently from a downstream server.
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let shapes: [(&str, u16); 14] = [
+        (
+            "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        ("Content-Length: 4\r\nContent-Length: 4\r\n\r\nbody", 400),
+        ("Content-Length: 4\r\nContent-Length: 40\r\n\r\nbody", 400),
+        ("Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400),
+        ("Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400),
+        (
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        ("Transfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n", 400),
+        ("X-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n", 400),
+        ("Content-Length : 4\r\n\r\nbody", 400),
+        (
+            "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+            400,
+        ),
+        ("Transfer-Encoding: chunked\r\n\r\nz\r\n", 400),
+        (
+            "Transfer-Encoding: chunked\r\n\r\n4;ext=\x01\r\nbody\r\n0\r\n\r\n",
+            400,
+        ),
+        ("X-Nul: a\x00b\r\nContent-Length: 0\r\n\r\n", 400),
+    ];
+    for (rest, status) in shapes {
+        let request = format!("POST /first HTTP/1.1\r\nHost: localhost\r\n{rest}{smuggled}");
+        let r = raw_exchange(&server, &pki, request.as_bytes(), 2);
+        assert_eq!(
+            r.iter().map(|r| r.status).collect::<Vec<_>>(),
+            vec![status],
+            "{rest:?}"
+        );
+    }
+    for line in [
+        "GET /smuggled HTTP/2.0",
+        "GET /smuggled HTTP/1.2",
+        "GET /smuggled",
+        "CONNECT localhost:443 HTTP/1.1",
+        "GET localhost/smuggled HTTP/1.1",
+    ] {
+        let request = format!("{line}\r\nHost: localhost\r\n\r\n{smuggled}");
+        let r = raw_exchange(&server, &pki, request.as_bytes(), 2);
+        assert_eq!(r.len(), 1, "{line}: {r:?}");
+        assert!(matches!(r[0].status, 400 | 405), "{line}: {:?}", r[0]);
+    }
+    assert!(
+        origin.journal().requests().is_empty(),
+        "reached the origin: {:?}",
+        origin.journal().requests()
+    );
+    // A well-formed request on the same server still works.
+    let r = raw_exchange(
+        &server,
+        &pki,
+        b"GET /fine HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        1,
+    );
+    assert_eq!(r[0].text(), "reply to /fine");
 }

@@ -74,15 +74,24 @@ pub enum HttpError {
     /// Both `Content-Length` and `Transfer-Encoding` are present.
     #[error("both Content-Length and Transfer-Encoding")]
     ContentLengthWithTransferEncoding,
-    /// Several `Content-Length` fields with different values.
-    #[error("conflicting Content-Length values")]
+    /// More than one `Content-Length` field (even with equal values: refused, as nginx does,
+    /// rather than guessing which one the next hop would use).
+    #[error("more than one Content-Length field")]
     ConflictingContentLength,
     /// `Content-Length` is not a decimal number that fits in 64 bits.
     #[error("invalid Content-Length")]
     InvalidContentLength,
-    /// `Transfer-Encoding` is not exactly `chunked`.
+    /// `Transfer-Encoding` is not exactly `chunked` (`chunked, identity`, `xchunked`,
+    /// `gzip, chunked`, ...): refused rather than interpreted differently from the origin.
     #[error("unsupported Transfer-Encoding")]
     UnsupportedTransferEncoding,
+    /// The request target is not origin-form (`/path`), absolute-form (`http://host/path`) or
+    /// `*` with OPTIONS, or it carries a fragment.
+    #[error("invalid request target")]
+    InvalidTarget,
+    /// `CONNECT`: the proxy does not tunnel.
+    #[error("CONNECT is not supported")]
+    MethodNotAllowed,
     /// More than one `Transfer-Encoding` field.
     #[error("multiple Transfer-Encoding fields")]
     MultipleTransferEncoding,
@@ -121,17 +130,19 @@ pub enum HttpError {
 impl HttpError {
     /// The status code to answer the client with.
     ///
-    /// Request errors give 400, 431 or 501; response errors give 502. Errors of a
+    /// Request errors give 400, 405 or 431; response errors give 502. Errors of a
     /// [`ChunkedDecoder`] give 400 (they are meant for request bodies; on a response body the
     /// client head was already sent and the caller just closes the connection).
     pub fn status(&self) -> u16 {
         match self {
             HttpError::TooManyHeaders | HttpError::HeadTooLarge => 431,
-            HttpError::UnsupportedTransferEncoding => 501,
+            HttpError::MethodNotAllowed => 405,
             HttpError::MalformedResponse(_) | HttpError::InvalidResponse(_) => 502,
             HttpError::MalformedRequest(_)
             | HttpError::ContentLengthWithTransferEncoding
             | HttpError::ConflictingContentLength
+            | HttpError::UnsupportedTransferEncoding
+            | HttpError::InvalidTarget
             | HttpError::InvalidContentLength
             | HttpError::MultipleTransferEncoding
             | HttpError::TransferEncodingInHttp10
@@ -154,7 +165,9 @@ mod tests {
     fn status_mapping() {
         assert_eq!(HttpError::TooManyHeaders.status(), 431);
         assert_eq!(HttpError::HeadTooLarge.status(), 431);
-        assert_eq!(HttpError::UnsupportedTransferEncoding.status(), 501);
+        assert_eq!(HttpError::UnsupportedTransferEncoding.status(), 400);
+        assert_eq!(HttpError::MethodNotAllowed.status(), 405);
+        assert_eq!(HttpError::InvalidTarget.status(), 400);
         assert_eq!(HttpError::MissingHost.status(), 400);
         assert_eq!(
             HttpError::MalformedRequest(httparse::Error::Token).status(),
