@@ -16,6 +16,7 @@ mod duration;
 mod error;
 mod load;
 pub mod logs;
+mod machine;
 mod model;
 mod origin;
 pub mod revocation;
@@ -41,7 +42,7 @@ pub use revocation::{
     MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 pub use snapshot::{
-    AdminListen, AdminSettings, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
+    AdminListen, AdminSettings, AdminToken, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
     PrivateKeyPem, ServerSettings, SiteSnapshot, Snapshot, Timeouts, TrustAnchor,
 };
 

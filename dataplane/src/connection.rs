@@ -20,7 +20,8 @@ use crate::telemetry::{ConnLog, RequestObserver};
 use crate::tls::{HandshakeFailure, Refusal, TlsStream};
 use crate::worker::ActiveGuard;
 
-/// How long a refused client gets to read its alert while the rest of its flight is drained.
+/// How long a refused client gets to read its alert (or a closing connection its last
+/// response) while the rest of what it sends is drained.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
 /// Serves one accepted connection (from `peer`, accepted on `local`) until it closes. `guard`
@@ -63,6 +64,7 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
             return;
         }
     };
+    tls.set_send_timeout(timeouts.send);
     // Boxed: the handshake's state is on the heap only while it runs.
     let outcome = Box::pin(monoio::time::timeout(timeouts.handshake, tls.accept())).await;
     if let Some(site) = tls.site() {
@@ -108,7 +110,22 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
         .then(|| tls.open_identity(site.revocation.clone()))
         .flatten();
     let observer = RequestObserver::new(telemetry, &site, &conn);
+    // Copied: the exchange borrows it while the TLS stream is borrowed mutably.
+    let fallback_host: Box<str> = tls
+        .sni()
+        .or_else(|| {
+            site.config
+                .server_names
+                .iter()
+                .find(|n| !n.starts_with("*."))
+                .map(String::as_str)
+        })
+        .unwrap_or_default()
+        .into();
     let exchange = Exchange {
+        config: &snapshot.config,
+        site: site.config.index,
+        fallback_host: fallback_host.as_bytes(),
         server: &snapshot.config.server,
         origin: &site.config.origin,
         client_ip: conn.peer.ip(),
@@ -121,9 +138,20 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
         observer: &observer,
     };
     if let Err(e) = proxy::serve(&mut tls, &exchange).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            tracing::info!("client stopped reading (send time-out); closing");
+        } else {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
-    let _ = tls.shutdown().await;
+    // Boxed: the close_notify send (with its time-out) runs once per connection and would
+    // otherwise enlarge every idle connection's task.
+    let _ = Box::pin(tls.shutdown()).await;
+    // A client may still be sending (the rest of a refused request body, pipelined requests
+    // after a 4xx): closing with its bytes unread would reset the connection and could
+    // destroy the response before the client reads it. Drain briefly, as nginx's lingering
+    // close does; a client that already closed costs one read.
+    Box::pin(tls.linger_close(REFUSAL_LINGER)).await;
     telemetry.connection_closed(&tls, &conn);
 }
 

@@ -26,6 +26,8 @@ pub(crate) struct Response {
     pub(crate) allow: Option<&'static str>,
     /// Value of the `Content-Type` header.
     pub(crate) content_type: &'static str,
+    /// Send `WWW-Authenticate: Bearer` (with `401`).
+    pub(crate) authenticate: bool,
 }
 
 impl Response {
@@ -39,6 +41,7 @@ impl Response {
             body,
             allow: None,
             content_type: JSON,
+            authenticate: false,
         }
     }
 
@@ -110,6 +113,7 @@ pub(crate) fn handle(
                     body: text.into_bytes(),
                     allow: None,
                     content_type: OPENMETRICS,
+                    authenticate: false,
                 },
                 Err(error) => error,
             },
