@@ -174,17 +174,18 @@ mod tests {
     }
 
     /// Every open connection is one task: the spawned future (a box pointer and the tracing
-    /// span) and the boxed connection state (plus its boxed log state, about 150 bytes).
-    /// Idle connections must stay cheap, so request-time state (forwarding, the ticket hold
-    /// timer, the handshake) is boxed only while in use. Measured 48 + 2,432 bytes with rustc
-    /// 1.95 / monoio 0.2.4 (2,432 in one task before the connection id and telemetry; 2,944
-    /// before the first boxing).
+    /// span of the connection, 48 bytes) and the boxed connection state, plus its boxed log
+    /// state (about 150 bytes, allocated at accept). Idle connections must stay cheap, so
+    /// request-time state (forwarding, the ticket hold timer, the handshake, the close) is
+    /// boxed only while in use. Measured 48 + 2,560 bytes with rustc 1.95 / monoio 0.2.4 after
+    /// the issue-8 send time-outs and Host check (the state alone was 2,432 before them; 2,944
+    /// before the first boxing); the bound is the previous 2,560 plus the span.
     #[test]
     fn connection_task_stays_small() {
         let task = future_size(&handle);
         let state = inner_size(&serve);
         assert!(
-            task + state <= 2560,
+            task + state <= 2608,
             "connection task grew to {task} + {state} bytes"
         );
     }

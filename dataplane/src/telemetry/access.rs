@@ -3,13 +3,12 @@
 //! and renders the optional connection-id header sent to the origin.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::metrics::LogKind;
 use super::record::{AccessRecord, LogRecord, RequestLine};
-use super::{ConnLog, SiteSlot, WorkerTelemetry};
+use super::{ConnLog, WorkerTelemetry};
 use crate::tls::SiteTls;
 
 /// One connection's request reporting: references only (its state is in the boxed
@@ -18,10 +17,7 @@ use crate::tls::SiteTls;
 pub struct RequestObserver<'a> {
     telemetry: &'a WorkerTelemetry,
     site: &'a Arc<SiteTls>,
-    slot: Rc<SiteSlot>,
     conn: &'a ConnLog,
-    /// `Name: id\r\n`, when the id goes to the origin.
-    header: Option<Box<[u8]>>,
 }
 
 /// The parts of a request head the access log keeps, borrowed from the client buffer.
@@ -68,20 +64,10 @@ impl RequestOutcome {
 impl<'a> RequestObserver<'a> {
     /// Reporting for the requests of connection `conn` on `site`, after its handshake.
     pub fn new(telemetry: &'a WorkerTelemetry, site: &'a Arc<SiteTls>, conn: &'a ConnLog) -> Self {
-        let header = telemetry.connection_id_header().map(|name| {
-            let mut line = Vec::with_capacity(name.len() + 26);
-            line.extend_from_slice(name.as_bytes());
-            line.extend_from_slice(b": ");
-            line.extend_from_slice(&conn.id.encode());
-            line.extend_from_slice(b"\r\n");
-            line.into_boxed_slice()
-        });
         Self {
             telemetry,
             site,
-            slot: telemetry.site(site),
             conn,
-            header,
         }
     }
 
@@ -114,7 +100,10 @@ impl<'a> RequestObserver<'a> {
             return;
         };
         let took = start.at.elapsed();
-        self.slot.0.worker(self.telemetry.worker).request(
+        let Some(established) = &self.conn.established else {
+            return;
+        };
+        established.slot.0.worker(self.telemetry.worker).request(
             outcome.status,
             took,
             outcome.origin.map(|(_, d)| d),
@@ -150,17 +139,16 @@ impl<'a> RequestObserver<'a> {
     /// Adds the connection-id header (if configured) to a rendered origin request head,
     /// replacing any field of that name the client sent.
     pub fn add_origin_header(&self, head: &mut Vec<u8>) {
-        let (Some(line), Some(name)) = (&self.header, self.telemetry.connection_id_header()) else {
-            return;
-        };
-        set_header(head, name.as_bytes(), line);
+        if let Some(name) = self.telemetry.connection_id_header() {
+            set_header(head, name.as_bytes(), &self.conn.id.encode());
+        }
     }
 }
 
 /// Removes every `name` field from a rendered request head (ending in an empty line) and
-/// inserts `line` (`Name: value\r\n`) before the empty line.
-pub fn set_header(head: &mut Vec<u8>, name: &[u8], line: &[u8]) {
-    let mut out = Vec::with_capacity(head.len() + line.len());
+/// inserts `name: value` before the empty line.
+pub fn set_header(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let mut out = Vec::with_capacity(head.len() + name.len() + value.len() + 4);
     let mut rest = &head[..];
     let mut first = true;
     while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
@@ -179,8 +167,10 @@ pub fn set_header(head: &mut Vec<u8>, name: &[u8], line: &[u8]) {
             out.extend_from_slice(b"\r\n");
         }
     }
-    out.extend_from_slice(line);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(rest);
     *head = out;
 }
@@ -193,7 +183,7 @@ mod tests {
     fn header_replaces_a_client_copy_and_goes_before_the_end() {
         let mut head =
             b"GET / HTTP/1.1\r\nHost: a\r\nx-conn-id: forged\r\nAccept: */*\r\n\r\nbody".to_vec();
-        set_header(&mut head, b"X-Conn-Id", b"X-Conn-Id: abc\r\n");
+        set_header(&mut head, b"X-Conn-Id", b"abc");
         assert_eq!(
             String::from_utf8(head).expect("utf8"),
             "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX-Conn-Id: abc\r\n\r\nbody"

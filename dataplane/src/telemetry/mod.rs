@@ -234,6 +234,8 @@ pub struct ConnLog {
 /// What a connection keeps from its handshake for its requests and its closing record.
 #[derive(Debug)]
 pub struct Established {
+    /// The worker's counters of the connection's site.
+    slot: Rc<SiteSlot>,
     /// The client's leaf certificate fields (when a log needs them).
     pub leaf: Option<Arc<LeafFields>>,
     /// What the handshake negotiated.
@@ -307,12 +309,9 @@ impl WorkerTelemetry {
         let site = tls.site();
         let info = failure.is_none().then(|| tls.handshake_info());
         let code = failure.map(HandshakeFailure::code);
-        let slot;
-        let counters: &SiteCounters = match site {
-            Some(site) => {
-                slot = self.site(site);
-                &slot.0
-            }
+        let slot = site.map(|site| self.site(site));
+        let counters: &SiteCounters = match &slot {
+            Some(slot) => &slot.0,
             None => &self.unknown_site,
         };
         counters
@@ -340,7 +339,9 @@ impl WorkerTelemetry {
             };
             self.push(LogKind::Connection, LogRecord::Connection(Box::new(record)));
         }
-        conn.established = info.map(|info| Established { leaf, info });
+        conn.established = info
+            .zip(slot)
+            .map(|(info, slot)| Established { slot, leaf, info });
         conn.established.is_some()
     }
 
