@@ -360,6 +360,8 @@ pub struct MtlsSettings {
     /// Close open connections whose client certificate becomes revoked on
     /// reload (default true).
     pub revoke_open_connections: bool,
+    /// The connection function run in the handshake (`[site.mtls.connection_function]`).
+    pub connection_function: Option<crate::function::ConnectionFunctionSettings>,
 }
 
 /// One CA certificate from a trust store.

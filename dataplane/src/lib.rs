@@ -11,6 +11,7 @@ pub mod buffer_pool;
 pub mod connection;
 pub mod demo;
 pub mod demo_origin;
+pub mod function;
 pub mod http;
 pub mod notify;
 pub mod origin_pool;

@@ -37,6 +37,7 @@ pub use cache::CacheSettings;
 pub use error::RevocationError;
 pub use scope::SiteRevocation;
 pub use state::RevocationState;
+pub(crate) use store::Store;
 
 /// The revocation verdict for one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -297,6 +297,12 @@ impl RevocationState {
         Ok(count)
     }
 
+    /// The store called `name` in the installed configuration (what a connection function's
+    /// `cf.kvs()` reads); lock-free.
+    pub(crate) fn store_named(&self, name: &str) -> Option<Arc<Store>> {
+        self.registry.load().by_name.get(name).cloned()
+    }
+
     /// Names of the configured stores, sorted.
     pub fn store_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.registry.load().by_name.keys().cloned().collect();

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use portcullis_config::revocation::{RevocationStoreSnapshot, StoreFormat};
@@ -31,6 +33,13 @@ pub(crate) struct Store {
     name: Arc<str>,
     entries: ArcSwap<Entries>,
     file: Mutex<StoreFile>,
+    /// Bumped on every change of the contents (revoke, unrevoke, import, reload), so that
+    /// what depends on the data (a connection function's sessions) can tell it changed.
+    version: AtomicU64,
+    /// When this store was first loaded by this process.
+    created: SystemTime,
+    /// When its contents last changed, in milliseconds since the epoch.
+    updated_ms: AtomicU64,
 }
 
 impl fmt::Debug for Store {
@@ -45,6 +54,7 @@ impl fmt::Debug for Store {
 impl Store {
     /// A store holding the entries of a configuration snapshot.
     pub(crate) fn from_snapshot(snapshot: &RevocationStoreSnapshot) -> Self {
+        let now = SystemTime::now();
         Self {
             name: Arc::from(snapshot.name.as_str()),
             entries: ArcSwap::from_pointee(entries_of(snapshot)),
@@ -52,7 +62,32 @@ impl Store {
                 path: snapshot.path.clone(),
                 format: snapshot.format,
             }),
+            version: AtomicU64::new(0),
+            created: now,
+            updated_ms: AtomicU64::new(epoch_ms(now)),
         }
+    }
+
+    /// Changes every time the contents change (any write, and every reload).
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// When this process first loaded the store.
+    pub(crate) fn created(&self) -> SystemTime {
+        self.created
+    }
+
+    /// When the contents last changed (or the store was loaded).
+    pub(crate) fn last_updated(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_millis(self.updated_ms.load(Ordering::Acquire))
+    }
+
+    /// Records a change of the contents.
+    fn changed(&self) {
+        self.updated_ms
+            .store(epoch_ms(SystemTime::now()), Ordering::Release);
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The store's configured name.
@@ -72,11 +107,21 @@ impl Store {
         file.path = snapshot.path.clone();
         file.format = snapshot.format;
         self.entries.store(Arc::new(entries_of(snapshot)));
+        self.changed();
     }
 
     /// The value of a revoked serial (magnitude bytes). Lock-free and
     /// allocation-free.
     pub(crate) fn lookup(&self, magnitude: &[u8]) -> Option<Arc<str>> {
+        self.entries.load().get(magnitude).cloned()
+    }
+
+    /// The value of a key written as a serial in any accepted form (`0A:1B`, `a1b`): the
+    /// lookup of a connection function's `cf.kvs()`. None for an absent or non-serial key.
+    /// Lock-free and allocation-free.
+    pub(crate) fn lookup_key(&self, key: &str) -> Option<Arc<str>> {
+        let mut buf = [0u8; 256];
+        let magnitude = serial::key_magnitude(key, &mut buf)?;
         self.entries.load().get(magnitude).cloned()
     }
 
@@ -113,6 +158,7 @@ impl Store {
                 source,
             })?;
             self.entries.store(Arc::new(next));
+            self.changed();
         }
         Ok(result)
     }
@@ -122,6 +168,12 @@ impl Store {
     fn lock_file(&self) -> std::sync::MutexGuard<'_, StoreFile> {
         self.file.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Shares one `Arc<str>` between equal values (most stores repeat a handful
