@@ -32,6 +32,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
 pub use function::{ConnectionFunctionSettings, DEFAULT_TIME_LIMIT, MAX_FUNCTION_BYTES};
 pub use logs::{

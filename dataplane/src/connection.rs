@@ -50,7 +50,7 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
     let snapshot = worker.shared.snapshot.load_full();
     let timeouts = &snapshot.config.server.timeouts;
     let _ = stream.set_nodelay(true);
-    let ssl = match snapshot.new_session() {
+    let ssl = match snapshot.new_session_for(conn.id, conn.peer) {
         Ok(ssl) => ssl,
         Err(e) => {
             tracing::error!(error = %e, "cannot create TLS session");

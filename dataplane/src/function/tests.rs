@@ -311,3 +311,36 @@ fn compile_errors_name_line_and_column() {
     .expect_err("top-level loop");
     assert!(looping.message.contains("ran past"), "{looping}");
 }
+
+#[test]
+fn the_demo_ships_the_announcement_function_byte_for_byte() {
+    assert_eq!(crate::demo::REVOCATION_FUNCTION, ANNOUNCEMENT);
+}
+
+#[test]
+fn the_demo_organization_function() {
+    let f = function(crate::demo::ORGANIZATION_FUNCTION, None);
+    let mut member = leaf("01");
+    member.subject = "O=Portcullis Demo, OU=Viewers, CN=client".into();
+    member.subject_alternative_names = Box::default();
+    let report = f.call(&input(Some(&member)));
+    assert_eq!(report.decision, Ok(()));
+    let mut partner = leaf("02");
+    partner.subject = "O=Elsewhere Inc, CN=p".into();
+    partner.subject_alternative_names = vec!["DNS:api.partners.example".into()].into_boxed_slice();
+    assert_eq!(f.call(&input(Some(&partner))).decision, Ok(()));
+    let mut other = leaf("03");
+    other.subject = "O=Elsewhere Inc, CN=x".into();
+    other.subject_alternative_names =
+        vec!["DNS:evil.partners.example.com".into()].into_boxed_slice();
+    let report = f.call(&input(Some(&other)));
+    assert_eq!(failure(&report), Some(&FunctionFailure::Denied));
+    assert_eq!(
+        report.custom_data.as_deref(),
+        Some("not an allowed organisation: O=Elsewhere Inc, CN=x")
+    );
+    assert_eq!(
+        failure(&f.call(&input(None))),
+        Some(&FunctionFailure::Denied)
+    );
+}
