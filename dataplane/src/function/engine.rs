@@ -64,6 +64,10 @@ thread_local! {
 /// handlers before the context, the context before the runtime.
 struct Engine {
     handlers: HashMap<u64, Persistent<Function<'static>>>,
+    /// Builds a call's `connection` object (see [`CONNECTION_FACTORY`]).
+    factory: Persistent<Function<'static>>,
+    /// Numbers calls, so that a `connection` object kept from an earlier call decides nothing.
+    calls: u64,
     compiled: usize,
     context: Context,
     runtime: Runtime,
@@ -83,11 +87,13 @@ impl Engine {
         })));
         runtime.set_loader(CloudfrontResolver, CloudfrontLoader);
         let context = Context::full(&runtime).map_err(|e| format!("QuickJS context: {e}"))?;
-        context
+        let factory = context
             .with(|ctx| install_globals(&ctx))
             .map_err(|e| format!("QuickJS globals: {e}"))?;
         Ok(Self {
             handlers: HashMap::new(),
+            factory,
+            calls: 0,
             compiled: 0,
             context,
             runtime,
@@ -202,11 +208,14 @@ impl Engine {
                 return (report, false);
             }
         };
+        self.calls += 1;
         let state = Rc::new(CallState::new(
+            self.calls,
             collect_console,
             input.connection_id,
             function.name(),
         ));
+        let factory = self.factory.clone();
         let limit = function.time_limit();
         let mut start = Instant::now();
         let outcome = self.context.with(|ctx| {
@@ -216,7 +225,7 @@ impl Engine {
                     return Outcome::Failed(FunctionFailure::Unavailable(e.to_string().into()))
                 }
             };
-            let connection = match connection_object(&ctx, input, &state) {
+            let connection = match connection_object(&ctx, factory, input, state.call) {
                 Ok(connection) => connection,
                 Err(e) => {
                     return Outcome::Failed(FunctionFailure::Unavailable(e.to_string().into()))
@@ -295,6 +304,8 @@ enum Outcome {
 /// What one call records: the decision (first call wins), the custom log data (last call
 /// wins) and, for `function test`, the console lines.
 struct CallState {
+    /// The call's number (what its `connection` object's methods carry).
+    call: u64,
     decision: Cell<Option<Decision>>,
     custom_data: RefCell<Option<Box<str>>>,
     collect_console: bool,
@@ -305,8 +316,9 @@ struct CallState {
 }
 
 impl CallState {
-    fn new(collect_console: bool, connection_id: &str, function: &str) -> Self {
+    fn new(call: u64, collect_console: bool, connection_id: &str, function: &str) -> Self {
         Self {
+            call,
             decision: Cell::new(None),
             custom_data: RefCell::new(None),
             collect_console,
@@ -398,8 +410,14 @@ pub(super) fn check(function: &ConnectionFunction) -> Result<(), CompileError> {
     engine.compile(function).map(drop)
 }
 
-/// `console` (log, info, warn, error, debug: one line each, objects as JSON).
-fn install_globals(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+/// What a `connection` method asks of the running call.
+const ALLOW: i32 = 1;
+const DENY: i32 = 2;
+const LOG_CUSTOM_DATA: i32 = 3;
+
+/// Installs `console` (log, info, warn, error, debug: one line each, objects as JSON) and
+/// returns the `connection` factory.
+fn install_globals(ctx: &Ctx<'_>) -> rquickjs::Result<Persistent<Function<'static>>> {
     let log = Function::new(ctx.clone(), |line: Coerced<String>| {
         CURRENT.with(|current| {
             if let Some(state) = current.borrow().as_ref() {
@@ -421,66 +439,95 @@ fn install_globals(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
   const write = (...values) => log(values.map(text).join(" "));
   globalThis.console = Object.freeze({ log: write, info: write, warn: write, error: write, debug: write });
 })();"#,
-    )
+    )?;
+    // The methods' native side: acts only for the running call (a `connection` object kept in
+    // a global from an earlier call decides nothing).
+    let native = Function::new(
+        ctx.clone(),
+        |call: f64, op: i32, text: Opt<Coerced<String>>| {
+            CURRENT.with(|current| {
+                let current = current.borrow();
+                let Some(state) = current.as_ref().filter(|s| s.call as f64 == call) else {
+                    return;
+                };
+                match op {
+                    ALLOW => state.decide(Decision::Allow),
+                    DENY => state.decide(Decision::Deny),
+                    LOG_CUSTOM_DATA => {
+                        let text = text.0.map(|t| t.0).unwrap_or_default();
+                        *state.custom_data.borrow_mut() = Some(cut_custom_data(&text).into());
+                    }
+                    _ => {}
+                }
+            });
+        },
+    )?;
+    let make: Function = ctx.eval(CONNECTION_FACTORY)?;
+    let factory: Function = make.call((native,))?;
+    Ok(Persistent::save(ctx, factory))
 }
 
-/// The `connection` argument: the event fields and the decision methods of this call.
+/// Builds a `connection` from positional values in one call: object literals compile to
+/// fixed shapes with their property names interned once, far cheaper than setting each
+/// property from Rust.
+const CONNECTION_FACTORY: &str = r#"(native) => (call, serialNumber, subject, issuer, notBefore, notAfter,
+    sha256Fingerprint, subjectAlternativeNames, clientIp, endpoint, distributionId, connectionId,
+    tlsVersion) => {
+  const connection = {
+    clientIp, endpoint, distributionId, connectionId, tlsVersion,
+    allow() { native(call, 1); },
+    deny() { native(call, 2); },
+    logCustomData(text) { native(call, 3, text); },
+  };
+  if (serialNumber !== undefined) {
+    connection.clientCertificate = { certificates: { leaf: {
+      serialNumber, subject, issuer, validity: { notBefore, notAfter }, sha256Fingerprint,
+      subjectAlternativeNames,
+    } } };
+  }
+  return connection;
+}"#;
+
+/// The `connection` argument of call number `call`: the event fields and the decision
+/// methods.
 fn connection_object<'js>(
     ctx: &Ctx<'js>,
+    factory: Persistent<Function<'static>>,
     input: &FunctionInput<'_>,
-    state: &Rc<CallState>,
-) -> rquickjs::Result<Object<'js>> {
-    let connection = Object::new(ctx.clone())?;
-    if let Some(leaf) = input.leaf {
-        let fields = Object::new(ctx.clone())?;
-        fields.set("serialNumber", &*leaf.serial)?;
-        fields.set("subject", &*leaf.subject)?;
-        fields.set("issuer", &*leaf.issuer)?;
-        let validity = Object::new(ctx.clone())?;
-        validity.set("notBefore", leaf.not_before())?;
-        validity.set("notAfter", leaf.not_after())?;
-        fields.set("validity", validity)?;
-        fields.set("sha256Fingerprint", &*leaf.sha256)?;
-        let names: Vec<&str> = leaf
-            .subject_alternative_names
-            .iter()
-            .map(|n| &**n)
-            .collect();
-        fields.set("subjectAlternativeNames", names)?;
-        let certificates = Object::new(ctx.clone())?;
-        certificates.set("leaf", fields)?;
-        let certificate = Object::new(ctx.clone())?;
-        certificate.set("certificates", certificates)?;
-        connection.set("clientCertificate", certificate)?;
-    }
+    call: u64,
+) -> rquickjs::Result<Value<'js>> {
+    let factory = factory.restore(ctx)?;
     let mut ip = String::with_capacity(40);
     let _ = write!(ip, "{}", input.client_ip);
-    connection.set("clientIp", ip)?;
-    connection.set("endpoint", input.endpoint)?;
-    connection.set("distributionId", input.distribution_id)?;
-    connection.set("connectionId", input.connection_id)?;
-    if let Some(version) = input.tls_version {
-        connection.set("tlsVersion", version)?;
+    let mut args = rquickjs::function::Args::new(ctx.clone(), 13);
+    args.push_arg(call as f64)?;
+    match input.leaf {
+        Some(leaf) => {
+            args.push_arg(&*leaf.serial)?;
+            args.push_arg(&*leaf.subject)?;
+            args.push_arg(&*leaf.issuer)?;
+            args.push_arg(leaf.not_before())?;
+            args.push_arg(leaf.not_after())?;
+            args.push_arg(&*leaf.sha256)?;
+            let names: Vec<&str> = leaf
+                .subject_alternative_names
+                .iter()
+                .map(|n| &**n)
+                .collect();
+            args.push_arg(names)?;
+        }
+        None => {
+            for _ in 0..7 {
+                args.push_arg(rquickjs::Undefined)?;
+            }
+        }
     }
-    let allow = Rc::clone(state);
-    connection.set(
-        "allow",
-        Function::new(ctx.clone(), move || allow.decide(Decision::Allow))?,
-    )?;
-    let deny = Rc::clone(state);
-    connection.set(
-        "deny",
-        Function::new(ctx.clone(), move || deny.decide(Decision::Deny))?,
-    )?;
-    let custom = Rc::clone(state);
-    connection.set(
-        "logCustomData",
-        Function::new(ctx.clone(), move |text: Opt<Coerced<String>>| {
-            let text = text.0.map(|t| t.0).unwrap_or_default();
-            *custom.custom_data.borrow_mut() = Some(cut_custom_data(&text).into());
-        })?,
-    )?;
-    Ok(connection)
+    args.push_arg(ip)?;
+    args.push_arg(input.endpoint)?;
+    args.push_arg(input.distribution_id)?;
+    args.push_arg(input.connection_id)?;
+    args.push_arg(input.tls_version)?;
+    factory.call_arg(args)
 }
 
 /// An exception as text: `Error: message (at file:line:column)`.

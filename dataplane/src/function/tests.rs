@@ -344,3 +344,18 @@ fn the_demo_organization_function() {
         Some(&FunctionFailure::Denied)
     );
 }
+
+#[test]
+fn a_connection_kept_from_an_earlier_call_decides_nothing() {
+    let f = function(
+        "let kept; function connectionHandler(c) { if (kept === undefined) { kept = c; c.deny(); } else { kept.allow(); kept.logCustomData('stale'); } }",
+        None,
+    );
+    assert_eq!(
+        failure(&f.call(&input(None))),
+        Some(&FunctionFailure::Denied)
+    );
+    let report = f.call(&input(None));
+    assert_eq!(failure(&report), Some(&FunctionFailure::NoDecision));
+    assert_eq!(report.custom_data, None);
+}
