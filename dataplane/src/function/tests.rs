@@ -165,7 +165,8 @@ fn smallest_function_and_event_fields() {
 
 #[test]
 fn every_way_of_not_deciding_fails_closed() {
-    let cases: &[(&str, fn(&FunctionFailure) -> bool)] = &[
+    type Expect = fn(&FunctionFailure) -> bool;
+    let cases: &[(&str, Expect)] = &[
         ("function connectionHandler(c) { throw new Error('boom'); }", |f| {
             matches!(f, FunctionFailure::Exception(t) if t.starts_with("Error: boom (at test.js:1:"))
         }),
@@ -200,7 +201,7 @@ fn every_way_of_not_deciding_fails_closed() {
         let f = function(source, None);
         let report = f.call(&input(None));
         let got = failure(&report);
-        assert!(got.is_some_and(|g| expected(g)), "{source}: {got:?}");
+        assert!(got.is_some_and(expected), "{source}: {got:?}");
         // The engine goes on serving other functions on this thread.
         let next = function("function connectionHandler(c) { c.allow(); }", None);
         assert_eq!(next.call(&input(None)).decision, Ok(()), "after {source}");
