@@ -15,6 +15,7 @@
 #   HS_THREADS=4         load-generator threads in handshake mode
 #   KA_CONNS=16          keep-alive connections (keepalive and rate modes)
 #   SERVER_CPU=0 CLIENT_CPU=1
+#   HANDSHAKE_ONLY=1     only the handshake rows (full and resumed), for every variant
 #   SKIP_BUILD=1         use the binaries already in $CARGO_TARGET_DIR/release
 #   OUT_DIR=bench/results
 #   KEEP_WORK=1          keep the temporary directory (configs, logs, raw JSON)
@@ -515,6 +516,7 @@ for variant in $VARIANTS; do
 
   full=1
   [[ $variant == rsa && $RSA_FULL != 1 ]] && full=0
+  [[ ${HANDSHAKE_ONLY:-0} == 1 ]] && full=0
   sat_rate=
   for name in $SERVERS; do
     log "== $name ($variant)"

@@ -674,3 +674,98 @@ fn function_test_prints_the_decision_custom_data_console_and_time() {
         "{err}"
     );
 }
+
+#[test]
+fn passthrough_runs_the_function_for_every_connection() {
+    let source = r#"
+function connectionHandler(connection) {
+    const leaf = connection.clientCertificate?.certificates.leaf;
+    connection.logCustomData(leaf === undefined ? "no certificate" : `issuer ${leaf.issuer}`);
+    if (leaf !== undefined && leaf.issuer.includes("CN=Stranger CA")) return connection.deny();
+    connection.allow();
+}
+"#;
+    let s = Setup::start("passthrough", 2, source, "{\"data\":[]}", "");
+    // Not validated in passthrough: a certificate from an unknown CA reaches the function,
+    // which refuses it by its issuer.
+    let stranger_ca =
+        Issued::self_signed(CertSpec::new("Stranger CA", CertKind::RootCa)).expect("ca");
+    let stranger = stranger_ca
+        .issue(CertSpec::new("stranger", CertKind::Client))
+        .expect("client");
+    let (cert, key) = s.pki.write_client("stranger", &stranger, &[]);
+    assert_denied(&s.get("localhost", Some((&cert, &key))));
+    let record = s.record("from the stranger", |r| {
+        r["connectionLogCustomData"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("issuer ") && c.ends_with("CN=Stranger CA"))
+    });
+    assert_eq!(
+        record["connectionStatus"],
+        "Failed:ConnectionFunctionDenied"
+    );
+    // Others, with or without a certificate, are allowed by it.
+    let (_, cert, key) = s.client("viewer");
+    assert_eq!(s.get("localhost", Some((&cert, &key))).status, Some(200));
+    let ok = s.get("localhost", None);
+    assert_eq!(ok.status, Some(200), "{ok:?}");
+    assert_eq!(
+        s.record_with_custom("no certificate")["connectionStatus"],
+        "Success"
+    );
+}
+
+#[test]
+fn a_new_function_stops_earlier_sessions_from_resuming() {
+    let s = Setup::start(
+        "required",
+        2,
+        "function connectionHandler(connection) { connection.allow(); }\n",
+        "{\"data\":[]}",
+        "",
+    );
+    let (_, cert, key) = s.client("resumer");
+    let sess = s.pki.path("session.pem");
+    let connect = format!("127.0.0.1:{}", s.server.addr.port());
+    let s_client = |sess_arg: &str| {
+        let out = openssl(
+            &[
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "localhost",
+                "-CAfile",
+                s.pki.path("root.pem").to_str().expect("path"),
+                "-cert",
+                cert.to_str().expect("path"),
+                "-key",
+                key.to_str().expect("path"),
+                sess_arg,
+                sess.to_str().expect("path"),
+                "-ign_eof",
+            ],
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(s_client("-sess_out").contains("HTTP/1.1 200"));
+    assert!(s_client("-sess_in").contains("Reused, TLSv1.3"));
+    // The same decision, new code: the session of the old function is not resumed, the new
+    // function decides a full handshake.
+    std::fs::write(
+        &s.function,
+        "function connectionHandler(connection) { connection.logCustomData('v2'); connection.allow(); }\n",
+    )
+    .expect("write function");
+    s.sighup();
+    let deadline = Instant::now() + WAIT;
+    while !s.server.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", s.server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = s_client("-sess_in");
+    assert!(!after.contains("Reused"), "{after}");
+    assert!(after.contains("HTTP/1.1 200"), "{after}");
+    s.record_with_custom("v2");
+}

@@ -5,7 +5,10 @@
 //! async/await and a job queue the embedder runs: a call settles its promises by running that
 //! queue until the handler's promise settles, all within the verify callback. The runtime has a
 //! memory limit and a stack limit; the time limit is QuickJS's interrupt handler, polled while
-//! code runs, checked against a per-call deadline (and the job loop checks the clock itself).
+//! code runs, checked against a per-call [`Budget`] (and the job loop checks it itself). The
+//! limit is execution time, the thread's CPU time, as CloudFront's: a worker descheduled by the
+//! kernel in the middle of a call does not fail a good function (the wall clock is the cheap
+//! first test; the thread's CPU clock is read only once it says the limit may be reached).
 //!
 //! The `cloudfront` module is generated per function (`cloudfront:<n>`), its `kvs()` bound
 //! through `import.meta` to the function's store: a function can read only its own store.
@@ -48,8 +51,8 @@ const HANDLER_EXPORT: &str = "__portcullisConnectionHandler";
 thread_local! {
     /// This thread's engine (None until a function first runs here, or after a reset).
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
-    /// When the running call must stop.
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The running call's (or compilation's) time budget.
+    static BUDGET: Cell<Option<Budget>> = const { Cell::new(None) };
     /// The interrupt handler stopped the running call.
     static INTERRUPTED: Cell<bool> = const { Cell::new(false) };
     /// The store of the function being compiled (read by the `cloudfront` loader).
@@ -79,7 +82,7 @@ impl Engine {
         runtime.set_memory_limit(MEMORY_LIMIT);
         runtime.set_max_stack_size(STACK_LIMIT);
         runtime.set_interrupt_handler(Some(Box::new(|| {
-            let stop = DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at));
+            let stop = over_budget();
             if stop {
                 INTERRUPTED.set(true);
             }
@@ -124,7 +127,7 @@ impl Engine {
             function.source()
         );
         COMPILING.with(|c| *c.borrow_mut() = Some(function.kvs().cloned()));
-        DEADLINE.set(Some(Instant::now() + EVALUATION_LIMIT));
+        BUDGET.set(Some(Budget::new(EVALUATION_LIMIT)));
         INTERRUPTED.set(false);
         let result = self.context.with(|ctx| {
             let module = Module::declare(ctx.clone(), function.name().as_bytes(), source)
@@ -134,9 +137,8 @@ impl Engine {
                 .eval()
                 .catch(&ctx)
                 .map_err(|e| compile_error(&e, function.name()))?;
-            let deadline = Instant::now() + EVALUATION_LIMIT;
             while promise.state() == PromiseState::Pending
-                && Instant::now() < deadline
+                && !over_budget()
                 && ctx.execute_pending_job()
             {}
             match promise.state() {
@@ -170,7 +172,7 @@ impl Engine {
                 }),
             }
         });
-        DEADLINE.set(None);
+        BUDGET.set(None);
         COMPILING.with(|c| *c.borrow_mut() = None);
         if INTERRUPTED.replace(false) {
             return Err(CompileError {
@@ -185,7 +187,7 @@ impl Engine {
     }
 
     /// Runs one call; returns the report and whether the engine must start over (promise
-    /// jobs of this call still queued after its deadline).
+    /// jobs of this call still queued after its budget ran out).
     fn call(
         &mut self,
         function: &ConnectionFunction,
@@ -233,8 +235,7 @@ impl Engine {
             };
             CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(&state)));
             start = Instant::now();
-            let deadline = start + limit;
-            DEADLINE.set(Some(deadline));
+            BUDGET.set(Some(Budget::new(limit)));
             INTERRUPTED.set(false);
             let outcome = match handler.call::<_, Value>((connection,)).catch(&ctx) {
                 Err(e) => Outcome::Failed(FunctionFailure::Exception(describe(&e).into())),
@@ -252,7 +253,7 @@ impl Engine {
                                 break Outcome::Failed(FunctionFailure::Rejected(reason.into()));
                             }
                             PromiseState::Pending => {
-                                if Instant::now() >= deadline || INTERRUPTED.get() {
+                                if INTERRUPTED.get() || over_budget() {
                                     break Outcome::Settled;
                                 }
                                 if !ctx.execute_pending_job() {
@@ -263,16 +264,16 @@ impl Engine {
                     },
                 },
             };
-            // Jobs this call queued but did not need (bounded by its deadline), so that none
+            // Jobs this call queued but did not need (bounded by its budget), so that none
             // runs during another connection's call.
-            while Instant::now() < deadline && ctx.execute_pending_job() {}
+            while !INTERRUPTED.get() && !over_budget() && ctx.execute_pending_job() {}
             outcome
         });
         let leftover = self.runtime.is_job_pending();
         let elapsed = start.elapsed();
-        DEADLINE.set(None);
+        let timed_out = INTERRUPTED.replace(false) || (elapsed > limit && over_budget());
+        BUDGET.set(None);
         CURRENT.with(|c| *c.borrow_mut() = None);
-        let timed_out = INTERRUPTED.replace(false) || elapsed > limit;
         let decision = match (timed_out, outcome, state.decision.get()) {
             (true, _, _) => Err(FunctionFailure::TimeLimit(limit)),
             (false, Outcome::Failed(failure), _) => Err(failure),
@@ -291,9 +292,72 @@ impl Engine {
     }
 }
 
+/// A call's time budget: `limit` of the thread's CPU time, and at most [`WALL_FACTOR`] times
+/// that of wall time (a call on a thread starved of CPU still ends).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    limit: Duration,
+    cpu_start: Duration,
+    /// Before this, the limit cannot have been reached (CPU time never outruns wall time).
+    check_after: Instant,
+    wall_cap: Instant,
+}
+
+/// Wall time a call may take, in multiples of its CPU time limit.
+const WALL_FACTOR: u32 = 20;
+
+impl Budget {
+    fn new(limit: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            limit,
+            cpu_start: thread_cpu_time(),
+            check_after: now + limit,
+            wall_cap: now + limit * WALL_FACTOR,
+        }
+    }
+}
+
+/// Whether the running call used up its budget. Reads the wall clock (vDSO, no system call)
+/// and, only once that many milliseconds passed, the thread's CPU clock; a call that was
+/// descheduled gets the CPU time it has left.
+fn over_budget() -> bool {
+    let Some(mut budget) = BUDGET.get() else {
+        return false;
+    };
+    let now = Instant::now();
+    if now < budget.check_after {
+        return false;
+    }
+    let used = thread_cpu_time().saturating_sub(budget.cpu_start);
+    if used >= budget.limit || now >= budget.wall_cap {
+        return true;
+    }
+    budget.check_after = now + (budget.limit - used);
+    BUDGET.set(Some(budget));
+    false
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`; CLOCK_THREAD_CPUTIME_ID always
+    // exists on Linux.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// How the handler ended, before the decision is read.
 enum Outcome {
-    /// Returned, or its promise resolved (or the deadline came).
+    /// Returned, or its promise resolved (or the budget ran out).
     Settled,
     /// Its promise is pending and no job is left that could settle it.
     NeverSettled,
