@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::duration::parse_duration;
 use crate::error::{Collector, ConfigError};
 use crate::load::read_file;
-use crate::stores::StoreNames;
+use crate::stores::{known_stores, StoreNames};
 use crate::validate::resolve_path;
 
 /// Largest function source accepted, in bytes (CloudFront's limit).
@@ -104,16 +104,12 @@ pub(crate) fn validate_connection_function(
         Some(name) => match stores.get(name) {
             Some(&index) => Some(Some(index)),
             None => {
-                let mut known: Vec<&str> = stores.keys().map(String::as_str).collect();
-                known.sort_unstable();
-                let known = if known.is_empty() {
-                    "no [[revocation_store]] is defined".to_owned()
-                } else {
-                    format!("defined: {}", known.join(", "))
-                };
                 c.config(
                     format!("{key}.kvs"),
-                    format!("unknown key-value store {name:?} ({known})"),
+                    format!(
+                        "unknown key-value store {name:?} ({})",
+                        known_stores(stores)
+                    ),
                 );
                 None
             }

@@ -601,6 +601,43 @@ pub fn openssl(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().expect("openssl output")
 }
 
+/// `openssl s_client` to `addr` (SNI `localhost`, trusting `ca`) presenting `cert`/`key`,
+/// saving (`sess_arg = "-sess_out"`) or offering (`"-sess_in"`) the TLS session in `sess`,
+/// sending `request` and reading until the server closes: (stdout, stderr).
+pub fn s_client_session(
+    addr: SocketAddr,
+    ca: &Path,
+    (cert, key): (&Path, &Path),
+    (sess_arg, sess): (&str, &Path),
+    request: &str,
+) -> (String, String) {
+    let connect = format!("127.0.0.1:{}", addr.port());
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let out = openssl(
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            &path(ca),
+            "-cert",
+            &path(cert),
+            "-key",
+            &path(key),
+            sess_arg,
+            &path(sess),
+            "-ign_eof",
+        ],
+        request,
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Starts the echo origin on 127.0.0.1 with an ephemeral port.
 pub fn origin() -> DemoOrigin {
     DemoOrigin::start("127.0.0.1:0".parse().expect("addr")).expect("start origin")

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    config_text, openssl, origin, portcullis_cli, serial_hex, CertKind, CertSpec, Curl, CurlResult,
-    DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
+    config_text, origin, portcullis_cli, s_client_session, serial_hex, CertKind, CertSpec, Curl,
+    CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
 };
 use serde_json::Value;
 
@@ -217,31 +217,14 @@ fn the_function_denies_revoked_serials_and_an_admin_revoke_applies_to_the_next_h
     assert_eq!(s.get("localhost", Some((&cert, &key))).status, Some(200));
     // A session of the soon-revoked client, for the resumption check below.
     let sess = s.pki.path("session.pem");
-    let connect = format!("127.0.0.1:{}", s.server.addr.port());
     let request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let s_client = |sess_arg: &str| {
-        let out = openssl(
-            &[
-                "s_client",
-                "-connect",
-                &connect,
-                "-servername",
-                "localhost",
-                "-CAfile",
-                s.pki.path("root.pem").to_str().expect("path"),
-                "-cert",
-                cert.to_str().expect("path"),
-                "-key",
-                key.to_str().expect("path"),
-                sess_arg,
-                sess.to_str().expect("path"),
-                "-ign_eof",
-            ],
+        s_client_session(
+            s.server.addr,
+            &s.pki.path("root.pem"),
+            (&cert, &key),
+            (sess_arg, &sess),
             request,
-        );
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
     let (first, _) = s_client("-sess_out");
@@ -726,28 +709,15 @@ fn a_new_function_stops_earlier_sessions_from_resuming() {
     );
     let (_, cert, key) = s.client("resumer");
     let sess = s.pki.path("session.pem");
-    let connect = format!("127.0.0.1:{}", s.server.addr.port());
     let s_client = |sess_arg: &str| {
-        let out = openssl(
-            &[
-                "s_client",
-                "-connect",
-                &connect,
-                "-servername",
-                "localhost",
-                "-CAfile",
-                s.pki.path("root.pem").to_str().expect("path"),
-                "-cert",
-                cert.to_str().expect("path"),
-                "-key",
-                key.to_str().expect("path"),
-                sess_arg,
-                sess.to_str().expect("path"),
-                "-ign_eof",
-            ],
+        s_client_session(
+            s.server.addr,
+            &s.pki.path("root.pem"),
+            (&cert, &key),
+            (sess_arg, &sess),
             "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        )
+        .0
     };
     assert!(s_client("-sess_out").contains("HTTP/1.1 200"));
     assert!(s_client("-sess_in").contains("Reused, TLSv1.3"));

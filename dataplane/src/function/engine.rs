@@ -594,21 +594,26 @@ fn connection_object<'js>(
     factory.call_arg(args)
 }
 
+/// `TypeError: message` of an exception object.
+fn name_and_message(e: &rquickjs::Exception<'_>) -> String {
+    let name: Option<String> = e
+        .get::<_, Option<Coerced<String>>>("name")
+        .ok()
+        .flatten()
+        .map(|c| c.0);
+    match (name, e.message()) {
+        (Some(name), Some(message)) => format!("{name}: {message}"),
+        (None, Some(message)) => message,
+        (Some(name), None) => name,
+        (None, None) => "exception".to_owned(),
+    }
+}
+
 /// An exception as text: `Error: message (at file:line:column)`.
 fn describe(error: &CaughtError<'_>) -> String {
     match error {
         CaughtError::Exception(e) => {
-            let name: Option<String> = e
-                .get::<_, Option<Coerced<String>>>("name")
-                .ok()
-                .flatten()
-                .map(|c| c.0);
-            let mut text = match (name, e.message()) {
-                (Some(name), Some(message)) => format!("{name}: {message}"),
-                (None, Some(message)) => message,
-                (Some(name), None) => name,
-                (None, None) => "exception".to_owned(),
-            };
+            let mut text = name_and_message(e);
             if let Some(frame) = e.stack().as_deref().and_then(first_frame) {
                 let _ = write!(text, " (at {frame})");
             }
@@ -634,21 +639,7 @@ fn first_frame(stack: &str) -> Option<&str> {
 /// A compile error with its line and column in the function's file.
 fn compile_error(error: &CaughtError<'_>, file: &str) -> CompileError {
     let (message, stack) = match error {
-        CaughtError::Exception(e) => {
-            let name: Option<String> = e
-                .get::<_, Option<Coerced<String>>>("name")
-                .ok()
-                .flatten()
-                .map(|c| c.0);
-            let message = e.message().unwrap_or_default();
-            (
-                match name {
-                    Some(name) => format!("{name}: {message}"),
-                    None => message,
-                },
-                e.stack(),
-            )
-        }
+        CaughtError::Exception(e) => (name_and_message(e), e.stack()),
         other => (describe(other), None),
     };
     let message = if message.contains(HANDLER_EXPORT)
@@ -719,10 +710,11 @@ impl Loader for CloudfrontLoader {
             Function::new(ctx.clone(), move || source.store().is_some())?,
         )?;
         let source = kvs.clone();
+        // undefined when the store is not loaded.
         store.set(
             "exists",
             Function::new(ctx.clone(), move |key: Coerced<String>| {
-                source.exists(&key.0).unwrap_or(false)
+                source.exists(&key.0)
             })?,
         )?;
         let source = kvs.clone();
@@ -757,9 +749,11 @@ const bytes = (text) => {
   return out;
 };
 const handle = Object.freeze({
-  async exists(key) {
-    if (!store.loaded()) throw unloaded();
-    return store.exists(String(key));
+  // Not an async function: one settled promise, no extra frame on the hot path.
+  exists(key) {
+    let found;
+    try { found = store.exists(String(key)); } catch (e) { return Promise.reject(e); }
+    return found === undefined ? Promise.reject(unloaded()) : Promise.resolve(found);
   },
   async get(key, options) {
     if (!store.loaded()) throw unloaded();

@@ -483,13 +483,7 @@ fn run_function(
     let id = id.encode();
     let endpoint = ssl
         .servername(NameType::HOST_NAME)
-        .or_else(|| {
-            site.config
-                .server_names
-                .iter()
-                .find(|n| !n.starts_with("*."))
-                .map(String::as_str)
-        })
+        .or_else(|| site.config.first_exact_name())
         .unwrap_or_default();
     let input = FunctionInput {
         leaf: leaf.as_deref(),
