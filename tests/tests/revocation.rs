@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslStream};
 use portcullis_e2e::{
-    admin_call, config_text, openssl, origin, portcullis_cli, s_client_session, serial_hex, Curl,
+    admin_call, config_text, origin, portcullis_cli, s_client_session, serial_hex, Curl,
     CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
 };
 
