@@ -76,7 +76,7 @@ pub fn config_with_store(dir: &Path, store: &Path) -> Result<Snapshot, FixtureEr
         entries,
     })];
     let mut site = (*config.sites[0]).clone();
-    site.mtls.revocation_store = Some(0);
+    site.mtls.revocation_store = Some("main".to_owned());
     config.sites[0] = Arc::new(site);
     Ok(config)
 }

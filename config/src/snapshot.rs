@@ -275,9 +275,12 @@ pub struct MtlsSettings {
     pub max_chain_depth: u8,
     /// Which client-certificate headers are forwarded to the origin.
     pub forward: ForwardHeaders,
-    /// Index into `Snapshot::revocation_stores` of the store consulted for
-    /// client certificate serials, if any.
-    pub revocation_store: Option<usize>,
+    /// Name of the `[[revocation_store]]` consulted for client certificate
+    /// serials, if any (always the name of one of
+    /// `Snapshot::revocation_stores`: references are resolved by name, never
+    /// by position, so adding, removing or reordering stores cannot point a
+    /// site at another store).
+    pub revocation_store: Option<String>,
     /// CRLs, each verified against a trust store CA, in configuration order
     /// (a file holding several CRLs contributes several entries).
     pub crls: Vec<Arc<CrlSnapshot>>,

@@ -123,7 +123,7 @@ fn default_format(file: &str) -> StoreFormat {
 
 /// The revocation-related part of a validated `[site.mtls]`.
 pub(crate) struct SiteRevocation {
-    pub(crate) revocation_store: Option<usize>,
+    pub(crate) revocation_store: Option<String>,
     pub(crate) crls: Vec<Arc<CrlSnapshot>>,
     pub(crate) crl_expired: CrlExpiredPolicy,
     pub(crate) revoke_open_connections: bool,
@@ -143,7 +143,7 @@ pub(crate) fn validate_site_revocation(
     let revocation_store = match &raw.revocation_store {
         None => Some(None),
         Some(name) => match stores.get(name) {
-            Some(&index) => Some(Some(index)),
+            Some(_) => Some(Some(name.clone())),
             None => {
                 let mut known: Vec<&str> = stores.keys().map(String::as_str).collect();
                 known.sort_unstable();

@@ -10,7 +10,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::admin::{self, AdminServer, RevocationAdmin};
-use crate::revocation::RevocationState;
+use crate::revocation::{RevocationState, RevocationView};
 use crate::server::{Server, StartError};
 use crate::tls::TlsSnapshot;
 
@@ -31,26 +31,46 @@ pub enum RunError {
     Admin(std::io::Error),
 }
 
-/// Loads and fully checks a configuration: parsing, files, and every site's TLS context.
-/// Returns the revocation state it was checked with, for a first start.
-pub fn load(path: &Path) -> Result<(TlsSnapshot, Arc<RevocationState>), ConfigErrors> {
+/// Stages a configuration: loads and fully checks it (parsing, files, revocation stores
+/// resolved by name, every site's TLS context) into a snapshot built from it alone, checking
+/// revocation against `revocation`. Nothing live changes; the snapshot goes live with
+/// [`commit`].
+pub fn stage(path: &Path, revocation: &Arc<RevocationState>) -> Result<TlsSnapshot, ConfigErrors> {
     let config = Arc::new(portcullis_config::load(path)?);
-    let revocation = RevocationState::new(&config);
-    let tls = TlsSnapshot::build(config, &revocation)?;
+    let view = Arc::new(RevocationView::stage(&config)?);
+    TlsSnapshot::build(config, revocation, view)
+}
+
+/// Loads and fully checks a configuration (what `check` does): a staged snapshot and the
+/// revocation state it checks against, for a first start.
+pub fn load(path: &Path) -> Result<(TlsSnapshot, Arc<RevocationState>), ConfigErrors> {
+    let revocation = RevocationState::new();
+    let tls = stage(path, &revocation)?;
     Ok((tls, revocation))
 }
 
-/// Reloads the configuration into a running server: the new snapshot is fully built before
-/// anything changes, so a bad one leaves the running configuration in place.
+/// Makes a staged snapshot live: one atomic swap of the snapshot (trust stores, sites and
+/// the revocation view it carries), then the view is published for the admin API and the
+/// open-connection re-checks.
+fn commit(server: &Server, revocation: &RevocationState, tls: TlsSnapshot) {
+    let view = Arc::clone(tls.revocation_view());
+    server.swap(tls);
+    revocation.publish(view);
+}
+
+/// Reloads the configuration into a running server: stage → build → validate → commit. The
+/// new snapshot is built from the new configuration alone, any unresolved reference refuses
+/// the whole reload (the running snapshot stays), and the swap is one atomic step. Store
+/// mutations through the admin API wait from before the store files are read until the new
+/// view is live, so none is lost in between.
 fn reload(
     path: &Path,
     server: &Server,
     revocation: &Arc<RevocationState>,
 ) -> Result<(), ConfigErrors> {
-    let config = Arc::new(portcullis_config::load(path)?);
-    let tls = TlsSnapshot::build(Arc::clone(&config), revocation)?;
-    revocation.reload(&config);
-    server.swap(tls);
+    let _writes = revocation.lock_writes();
+    let tls = stage(path, revocation)?;
+    commit(server, revocation, tls);
     Ok(())
 }
 
@@ -77,6 +97,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
         None => None,
     };
     let workers = snapshot.config.server.workers;
+    revocation.publish(Arc::clone(snapshot.revocation_view()));
     let mut server = Server::start(snapshot, Arc::clone(&revocation))?;
     announce(&server, admin.as_ref(), workers);
     for signal in signals.forever() {

@@ -325,6 +325,40 @@ impl Portcullis {
             .expect("VmHWM in /proc status")
     }
 
+    /// Sends SIGHUP and waits (bounded) until the log reports that reload's outcome: true
+    /// when the configuration was reloaded, false when the reload was refused.
+    pub fn reload_with_sighup(&self) -> bool {
+        let before = self.reload_outcomes();
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill").args(["-HUP", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -HUP {pid} failed");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let now = self.reload_outcomes();
+            if now.0 > before.0 {
+                return true;
+            }
+            if now.1 > before.1 {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged after SIGHUP:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many reloads the log reports as (applied, refused).
+    pub fn reload_outcomes(&self) -> (usize, usize) {
+        let log = self.log();
+        (
+            log.matches("configuration reloaded").count(),
+            log.matches("reload refused").count(),
+        )
+    }
+
     /// Sends SIGTERM without waiting for the exit.
     pub fn terminate(&self) {
         if let Some(child) = &self.child {

@@ -60,13 +60,14 @@ impl Store {
         &self.name
     }
 
-    /// Replaces file location, format and contents with those of a newer
-    /// configuration snapshot (on reload).
-    pub(crate) fn replace_from(&self, snapshot: &RevocationStoreSnapshot) {
-        let mut file = self.lock_file();
-        file.path = snapshot.path.clone();
-        file.format = snapshot.format;
-        self.entries.store(Arc::new(entries_of(snapshot)));
+    /// Where the store comes from, for messages and the status page.
+    pub(crate) fn source(&self) -> String {
+        self.lock_file().path.display().to_string()
+    }
+
+    /// Whether the admin API may change the store.
+    pub(crate) fn is_writable(&self) -> bool {
+        true
     }
 
     /// The value of a revoked serial (magnitude bytes). Lock-free and

@@ -5,7 +5,7 @@
 //! connections start on a front context whose ClientHello callback picks the site by SNI,
 //! switches the connection to the site's context and sets the per-connection verify mode.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use boring::ex_data::Index;
@@ -22,7 +22,7 @@ use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot};
 use super::cert_keys::set_session_id_context;
 use super::policy::{ViewerPolicy, ALERT_INTERNAL_ERROR};
 use super::viewer_identity::{ChainRecord, SiteRevocationCheck};
-use crate::revocation::RevocationState;
+use crate::revocation::{RevocationState, RevocationView};
 
 /// ALPN protocols offered, in wire format.
 const ALPN_HTTP11: &[u8] = b"\x08http/1.1";
@@ -72,12 +72,39 @@ impl std::fmt::Debug for SiteTls {
     }
 }
 
-/// The TLS side of a configuration snapshot: what workers use to accept connections.
+/// The TLS side of a configuration snapshot: what workers use to accept connections. It
+/// carries its own revocation view, so one atomic swap of the snapshot changes trust stores,
+/// sites and revocation data together.
 pub struct TlsSnapshot {
     /// The configuration this was built from.
     pub config: Arc<Snapshot>,
+    /// The configuration generation (1 for the configuration started with, then one more per
+    /// committed reload; 0 until the control plane numbers it).
+    pub generation: u64,
     sites: Arc<[Arc<SiteTls>]>,
     front: SslContext,
+    revocation: Arc<RevocationView>,
+    _live: LiveSnapshot,
+}
+
+/// Number of [`TlsSnapshot`]s alive in the process (the live one, staged ones, and old ones
+/// that open connections still hold).
+static LIVE_SNAPSHOTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one snapshot in [`LIVE_SNAPSHOTS`] for as long as it lives.
+struct LiveSnapshot;
+
+impl LiveSnapshot {
+    fn new() -> Self {
+        LIVE_SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for LiveSnapshot {
+    fn drop(&mut self) {
+        LIVE_SNAPSHOTS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for TlsSnapshot {
@@ -107,17 +134,26 @@ fn site_index() -> Index<Ssl, Arc<SiteTls>> {
 }
 
 impl TlsSnapshot {
-    /// Builds every site's context, with revocation checks against `revocation`. Errors name
-    /// the file and configuration key at fault.
+    /// Builds every site's context, with revocation checks against `revocation` under the
+    /// scopes of `view` (staged from the same configuration). Errors name the file and
+    /// configuration key at fault; a site without a scope in `view` is refused (fail closed).
     pub fn build(
         config: Arc<Snapshot>,
         revocation: &Arc<RevocationState>,
+        view: Arc<RevocationView>,
     ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         let mut sites = Vec::with_capacity(config.sites.len());
         for site in &config.sites {
-            let check =
-                SiteRevocationCheck::new(Arc::clone(revocation), revocation.site_scope(site));
+            let Some(scope) = view.site(&site.name) else {
+                errors.push(ConfigError {
+                    file: config.source.clone(),
+                    key: format!("{}.mtls", site.key_prefix),
+                    reason: "no revocation scope was staged for this site".to_owned(),
+                });
+                continue;
+            };
+            let check = SiteRevocationCheck::new(Arc::clone(revocation), scope.clone(), &site.name);
             match site_context_builder(site) {
                 Ok(SiteContext { builder, trust }) => {
                     let sid =
@@ -175,9 +211,23 @@ impl TlsSnapshot {
         unsafe { boring_sys::SSL_CTX_set_num_tickets(front.as_ptr(), 1) };
         Ok(Self {
             config,
+            generation: 0,
             sites,
             front: front.build(),
+            revocation: view,
+            _live: LiveSnapshot::new(),
         })
+    }
+
+    /// The revocation view this snapshot's sites check against.
+    pub fn revocation_view(&self) -> &Arc<RevocationView> {
+        &self.revocation
+    }
+
+    /// Number of TLS snapshots alive in the process: the live one, any being staged, and old
+    /// ones still held by open connections. Old snapshots go when their last connection ends.
+    pub fn live_count() -> usize {
+        LIVE_SNAPSHOTS.load(Ordering::Relaxed)
     }
 
     /// A new server-side TLS session for an accepted connection.
