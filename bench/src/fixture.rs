@@ -72,6 +72,7 @@ pub fn config_with_store(dir: &Path, store: &Path) -> Result<Snapshot, FixtureEr
         index: 0,
         name: "main".to_owned(),
         path: store.to_path_buf(),
+        object_url: None,
         format,
         entries,
     })];

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::revocation::{CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot};
 use crate::sni::SniIndex;
+use crate::sources::{SourceSettings, SourceUse};
 
 /// A validated configuration with all referenced files loaded.
 #[derive(Debug, Clone)]
@@ -26,6 +27,10 @@ pub struct Snapshot {
     pub admin: Option<AdminSettings>,
     /// Revocation stores in file order; `revocation_stores[i].index == i`.
     pub revocation_stores: Vec<Arc<RevocationStoreSnapshot>>,
+    /// `[sources]`: remote objects, their cache, file watching, pins.
+    pub sources: SourceSettings,
+    /// Every file and object this snapshot was read from, with its digest.
+    pub files: Vec<SourceUse>,
     pub(crate) sni: SniIndex,
     pub(crate) warnings: Vec<String>,
 }
@@ -158,11 +163,11 @@ pub struct SiteSnapshot {
     pub server_names: Vec<String>,
     /// Whether this is the default site.
     pub is_default: bool,
-    /// Resolved path of the certificate chain file.
+    /// Resolved path of the certificate chain file (or its object URL).
     pub certificate_path: PathBuf,
     /// DER certificates, leaf first, then intermediates.
     pub certificate_chain: Vec<Vec<u8>>,
-    /// Resolved path of the private key file.
+    /// Resolved path of the private key file (or its object URL).
     pub private_key_path: PathBuf,
     /// The private key as a single PEM block (never printed).
     pub private_key: PrivateKeyPem,
@@ -263,7 +268,7 @@ impl fmt::Display for MtlsMode {
 pub struct MtlsSettings {
     /// Verification mode.
     pub mode: MtlsMode,
-    /// Resolved path of the trust store, if configured.
+    /// Resolved path (or object URL) of the trust store, if configured.
     pub trust_store_path: Option<PathBuf>,
     /// CA certificates from the trust store (empty when none configured).
     pub trust_store: Vec<TrustAnchor>,

@@ -1,4 +1,5 @@
-//! Running the data plane in the foreground: start the workers, announce readiness, reload on
+//! Running the data plane in the foreground: stage the configuration, start the workers and the
+//! control plane (file watching, object polling, the admin API), announce readiness, reload on
 //! SIGHUP, drain and stop on SIGTERM/SIGINT.
 
 use std::io::Write;
@@ -10,8 +11,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::admin::{self, AdminServer, RevocationAdmin};
-use crate::revocation::{RevocationState, RevocationView};
+use crate::control::{self, ControlPlane, Trigger};
+use crate::revocation::RevocationState;
 use crate::server::{Server, StartError};
+use crate::sources::RemoteSources;
 use crate::tls::TlsSnapshot;
 
 /// Why the data plane could not run.
@@ -31,53 +34,22 @@ pub enum RunError {
     Admin(std::io::Error),
 }
 
-/// Stages a configuration: loads and fully checks it (parsing, files, revocation stores
-/// resolved by name, every site's TLS context) into a snapshot built from it alone, checking
-/// revocation against `revocation`. Nothing live changes; the snapshot goes live with
-/// [`commit`].
-pub fn stage(path: &Path, revocation: &Arc<RevocationState>) -> Result<TlsSnapshot, ConfigErrors> {
-    let config = Arc::new(portcullis_config::load(path)?);
-    let view = Arc::new(RevocationView::stage(&config)?);
-    TlsSnapshot::build(config, revocation, view)
-}
-
-/// Loads and fully checks a configuration (what `check` does): a staged snapshot and the
-/// revocation state it checks against, for a first start.
+/// Loads and fully checks a configuration (what `check` does): parsing, every file and object
+/// it names, revocation stores resolved by name, every site's TLS context. Returns the staged
+/// snapshot and the revocation state it checks against.
 pub fn load(path: &Path) -> Result<(TlsSnapshot, Arc<RevocationState>), ConfigErrors> {
     let revocation = RevocationState::new();
-    let tls = stage(path, &revocation)?;
-    Ok((tls, revocation))
-}
-
-/// Makes a staged snapshot live: one atomic swap of the snapshot (trust stores, sites and
-/// the revocation view it carries), then the view is published for the admin API and the
-/// open-connection re-checks.
-fn commit(server: &Server, revocation: &RevocationState, tls: TlsSnapshot) {
-    let view = Arc::clone(tls.revocation_view());
-    server.swap(tls);
-    revocation.publish(view);
-}
-
-/// Reloads the configuration into a running server: stage → build → validate → commit. The
-/// new snapshot is built from the new configuration alone, any unresolved reference refuses
-/// the whole reload (the running snapshot stays), and the swap is one atomic step. Store
-/// mutations through the admin API wait from before the store files are read until the new
-/// view is live, so none is lost in between.
-fn reload(
-    path: &Path,
-    server: &Server,
-    revocation: &Arc<RevocationState>,
-) -> Result<(), ConfigErrors> {
-    let _writes = revocation.lock_writes();
-    let tls = stage(path, revocation)?;
-    commit(server, revocation, tls);
-    Ok(())
+    let startup = control::stage_startup(path, &revocation, &RemoteSources::new())?;
+    Ok((startup.tls, revocation))
 }
 
 /// Runs until SIGTERM or SIGINT, then drains and returns. Once every worker listens, one line
 /// `listening on https://ADDR` per address and then `ready` are printed on standard output.
 pub fn run(config_path: PathBuf) -> Result<(), RunError> {
-    let (snapshot, revocation) = load(&config_path)?;
+    let revocation = RevocationState::new();
+    let remote = Arc::new(RemoteSources::new());
+    let startup = control::stage_startup(&config_path, &revocation, &remote)?;
+    let snapshot = &startup.tls;
     for warning in snapshot.config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -86,32 +58,56 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     if !monoio::utils::detect_uring() {
         tracing::warn!("io_uring is not available here; workers fall back to epoll");
     }
-    let admin = match &snapshot.config.admin {
+    let workers = snapshot.config.server.workers;
+    let admin_settings = snapshot.config.admin.clone();
+    let sources = snapshot.config.sources.clone();
+    let object_urls: Vec<_> = snapshot
+        .config
+        .files
+        .iter()
+        .filter_map(|file| file.location.object_url().cloned())
+        .collect();
+    revocation.publish(Arc::clone(snapshot.revocation_view()));
+    let (tls, startup) = startup.into_parts();
+    let mut server = Server::start(tls, Arc::clone(&revocation))?;
+    remote.commit(&sources, &object_urls);
+    let control = ControlPlane::start(
+        config_path.clone(),
+        server.shared(),
+        revocation,
+        remote,
+        startup,
+    );
+    let admin = match &admin_settings {
         Some(settings) => {
-            let backend: Arc<dyn RevocationAdmin> = Arc::clone(&revocation) as _;
-            let server =
-                admin::server::start(&settings.listen, backend).map_err(RunError::Admin)?;
-            tracing::info!(listen = ?settings.listen, "admin API listening");
-            Some(server)
+            let backend: Arc<dyn RevocationAdmin> = Arc::clone(&control) as _;
+            match admin::server::start(&settings.listen, backend) {
+                Ok(admin) => {
+                    tracing::info!(listen = ?settings.listen, "admin API listening");
+                    Some(admin)
+                }
+                Err(e) => {
+                    control.shutdown();
+                    server.stop();
+                    server.join();
+                    return Err(RunError::Admin(e));
+                }
+            }
         }
         None => None,
     };
-    let workers = snapshot.config.server.workers;
-    revocation.publish(Arc::clone(snapshot.revocation_view()));
-    let mut server = Server::start(snapshot, Arc::clone(&revocation))?;
     announce(&server, admin.as_ref(), workers);
     for signal in signals.forever() {
         match signal {
-            SIGHUP => match reload(&config_path, &server, &revocation) {
-                Ok(()) => tracing::info!(config = %config_path.display(), "configuration reloaded"),
-                Err(errors) => {
-                    tracing::error!(config = %config_path.display(), %errors, "reload refused; the running configuration stays");
-                }
-            },
+            // The outcome is logged by the control plane.
+            SIGHUP => {
+                let _ = control.reload(Trigger::Signal);
+            }
             _ => break,
         }
     }
     tracing::info!("shutting down: draining connections");
+    control.shutdown();
     drop(admin);
     server.stop();
     server.join();

@@ -112,6 +112,11 @@ impl Server {
         self.shared.snapshot.store(Arc::new(tls));
     }
 
+    /// The state the workers share (the live snapshot among it), for the control plane.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// Asks every worker to stop accepting and drain.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);

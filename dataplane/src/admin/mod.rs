@@ -11,6 +11,8 @@
 //! | `GET`    | `/revocations/{store}/{serial}`   | none              | `200 {"key":..,"value":..}` (`404`)       |
 //! | `POST`   | `/revocations/{store}/import`     | CloudFront JSON   | `200 {"imported":n}`                      |
 //! | `GET`    | `/healthz`                        | none              | `200 {"status":"ok"}`                     |
+//! | `POST`   | `/reload`                         | none              | `200 {"generation":..,"summary":..}` (`400 {"errors":[..]}`) |
+//! | `GET`    | `/status`                         | none              | `200 {"generation":..,"sources":[..],..}` |
 //!
 //! Errors are `{"error": message}` with the status of the [`AdminError`]. The server talks to
 //! the revocation state only through the [`RevocationAdmin`] trait, so it can be tested (and
@@ -18,12 +20,14 @@
 //! `portcullis unrevoke`.
 
 pub mod client;
+pub mod control;
 mod routes;
 pub mod server;
 #[cfg(test)]
 mod tests;
 
 pub use client::{request, AdminTarget, ClientError};
+pub use control::ControlAdmin;
 pub use server::{start, AdminServer};
 
 /// Where the admin server listens (from the configuration's `[admin]` section).
@@ -44,12 +48,17 @@ pub trait RevocationAdmin: Send + Sync + 'static {
     /// Imports a CloudFront KeyValueStore JSON document into `store`; returns how many
     /// entries were imported.
     fn import(&self, store: &str, json: &[u8]) -> Result<usize, AdminError>;
+    /// The reload and status side (`POST /reload`, `GET /status`), if the backend has one.
+    fn control(&self) -> Option<&dyn ControlAdmin> {
+        None
+    }
 }
 
 /// An error from a [`RevocationAdmin`] operation, carrying the HTTP status to answer with.
 ///
 /// Conventionally `404` for an unknown store, `400` for an invalid serial, value or import
-/// document and `500` for a persistence failure. A status outside `400..=599` is answered
+/// document, `409` for a read-only store (read from an object URL) and `500` for a
+/// persistence failure. A status outside `400..=599` is answered
 /// as `500`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (HTTP {status})")]

@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-use super::{AdminError, RevocationAdmin};
+use super::{control, AdminError, RevocationAdmin};
 
 /// The last path segment that selects the import route instead of a serial.
 const IMPORT_SEGMENT: &str = "import";
@@ -39,7 +39,7 @@ impl Response {
         Response::json(status, &json!({ "error": message }))
     }
 
-    fn method_not_allowed(allow: &'static str) -> Response {
+    pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
         Response {
             allow: Some(allow),
             ..Response::error(405, "method not allowed")
@@ -85,6 +85,9 @@ pub(crate) fn handle(
             "GET" => Response::json(200, &json!({ "status": "ok" })),
             _ => Response::method_not_allowed("GET"),
         },
+        [route] if control::is_route(route) => {
+            guarded(|| Ok(control::handle(backend, method, route)))
+        }
         [revocations, store, last] if revocations == "revocations" => {
             // The literal (undecoded) segment `import` selects the import route for POST;
             // other methods treat it as a serial like any other.

@@ -27,7 +27,7 @@ mod cache;
 mod error;
 mod freshness;
 mod local_cache;
-mod persist;
+pub(crate) mod persist;
 mod scope;
 mod serial;
 mod state;

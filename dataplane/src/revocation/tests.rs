@@ -74,6 +74,7 @@ fn load_store(
         index,
         name: name.to_owned(),
         path: path.to_path_buf(),
+        object_url: None,
         format,
         entries: format.parse(&bytes).expect("parse store"),
     }

@@ -112,6 +112,15 @@ impl RevocationView {
         names
     }
 
+    /// The local store files the admin API wrote, with the SHA-256 of what it last wrote
+    /// (the file watcher ignores these contents: they are already live).
+    pub fn written_files(&self) -> Vec<(std::path::PathBuf, [u8; 32])> {
+        self.stores
+            .values()
+            .filter_map(|store| store.written_file())
+            .collect()
+    }
+
     /// Every store's name, size, source and writability, sorted by name.
     pub fn store_summaries(&self) -> Vec<StoreSummary> {
         let mut summaries: Vec<StoreSummary> = self
