@@ -5,8 +5,10 @@
 //! [`MAX_CONNECTIONS`] at a time (beyond that: `503` and close). Every read is bounded by
 //! [`READ_TIMEOUT`] and the whole request by [`REQUEST_DEADLINE`]; the head is at most
 //! [`MAX_HEAD_BYTES`] (`431` beyond) and the body at most [`MAX_BODY_BYTES`] (`413`
-//! beyond). Bodies need `Content-Length` (`411` without it on `PUT`/`POST`, and for any
-//! `Transfer-Encoding`). Every response is JSON with `Content-Length` and `Connection: close`.
+//! beyond). Bodies need `Content-Length` (`411` without it on `PUT`, and for any
+//! `Transfer-Encoding`; a `POST` without it has an empty body, as in RFC 9112, so that
+//! `curl -X POST .../reload` works). Every response is JSON with `Content-Length` and
+//! `Connection: close`.
 
 use std::collections::HashMap;
 use std::fs;
@@ -598,7 +600,7 @@ fn framing(method: &str, headers: &[httparse::Header<'_>]) -> Result<Framing, Re
             return Err(respond(413, "request body too large"));
         }
         Some(length) => length,
-        None if matches!(method, "PUT" | "POST") => {
+        None if method == "PUT" => {
             return Err(respond(411, "Content-Length required"));
         }
         None => 0,

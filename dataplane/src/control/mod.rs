@@ -243,6 +243,7 @@ fn time_json(t: SystemTime) -> Value {
     json!({
         "rfc3339": rfc3339,
         "unix": unix_seconds(t),
+        "unix_ms": t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
         "age_seconds": SystemTime::now().duration_since(t).map_or(0.0, |d| d.as_secs_f64()),
     })
 }
