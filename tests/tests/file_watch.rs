@@ -2,7 +2,7 @@
 //! without a signal, within two seconds, and a corrupt file changes nothing (its error is in
 //! `/status`) until the next change fixes it. Real binary, real curl and BoringSSL clients.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use portcullis_e2e::{
@@ -77,7 +77,7 @@ impl Bed {
         (client, cert, key)
     }
 
-    fn get(&self, cert: &PathBuf, key: &PathBuf) -> CurlResult {
+    fn get(&self, cert: &Path, key: &Path) -> CurlResult {
         Curl::new(&self.server, "localhost", "/", &self.pki.path("root.pem"))
             .cert(cert, key)
             .run()
