@@ -76,7 +76,14 @@ fn request(c: &mut Criterion) {
         .expect("complete head");
     assert_eq!(head.header_count, 14);
     let mut out = Vec::with_capacity(4096);
-    write_origin_request(&head, REQUEST, client_ip, VIEWER_HEADERS, &mut out);
+    write_origin_request(
+        &head,
+        REQUEST,
+        client_ip,
+        VIEWER_HEADERS,
+        b"shop.example.com",
+        &mut out,
+    );
     let rewritten = String::from_utf8_lossy(&out);
     assert_eq!(
         rewritten.matches("CloudFront-Viewer-Cert-Present").count(),
@@ -95,7 +102,14 @@ fn request(c: &mut Criterion) {
                 .expect("valid request")
                 .expect("complete head");
             out.clear();
-            write_origin_request(&head, REQUEST, client_ip, VIEWER_HEADERS, &mut out);
+            write_origin_request(
+                &head,
+                REQUEST,
+                client_ip,
+                VIEWER_HEADERS,
+                b"shop.example.com",
+                &mut out,
+            );
             black_box(out.len())
         })
     });

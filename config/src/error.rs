@@ -122,6 +122,12 @@ impl<'a> Collector<'a> {
             .push(format!("{}: {key}: {}", file.display(), reason.as_ref()));
     }
 
+    /// Records a warning about a setting of the configuration file itself.
+    pub(crate) fn warn_config(&mut self, key: &str, reason: impl AsRef<str>) {
+        let file = self.config_file;
+        self.warn(file, key, reason);
+    }
+
     /// The warnings recorded so far, leaving none behind.
     pub(crate) fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)

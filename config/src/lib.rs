@@ -17,6 +17,7 @@ mod crl;
 mod duration;
 mod error;
 mod load;
+mod machine;
 mod model;
 mod origin;
 pub mod revocation;
@@ -39,7 +40,7 @@ pub use revocation::{
     MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 pub use snapshot::{
-    AdminListen, AdminSettings, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
+    AdminListen, AdminSettings, AdminToken, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
     PrivateKeyPem, ServerSettings, SiteSnapshot, Snapshot, Timeouts, TrustAnchor,
 };
 pub use sources::{

@@ -25,6 +25,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawAdmin {
     pub(crate) listen: Option<String>,
     pub(crate) unix_socket: Option<String>,
+    pub(crate) token_file: Option<String>,
 }
 
 /// One `[[revocation_store]]`.
@@ -58,6 +59,8 @@ pub(crate) struct RawTimeouts {
     pub(crate) idle_keepalive: Option<String>,
     pub(crate) origin_connect: Option<String>,
     pub(crate) origin_response: Option<String>,
+    pub(crate) send: Option<String>,
+    pub(crate) request_body: Option<String>,
     pub(crate) drain: Option<String>,
 }
 
@@ -68,6 +71,7 @@ pub(crate) struct RawLimits {
     pub(crate) max_header_bytes: Option<i64>,
     pub(crate) max_header_count: Option<i64>,
     pub(crate) max_connections_per_worker: Option<i64>,
+    pub(crate) min_request_body_rate: Option<i64>,
 }
 
 /// One `[[site]]`.

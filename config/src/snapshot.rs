@@ -52,6 +52,19 @@ impl Snapshot {
         &self.sites[index]
     }
 
+    /// Whether a request on a connection whose SNI selected site `site` may name `host`
+    /// (from `Host` or an absolute-form target, without the port): yes if `host` is one of
+    /// the site's server names (exact or wildcard, matched like SNI), or if no site claims
+    /// `host` and `site` is the default site (it serves unknown names, as for SNI). No if
+    /// another site claims `host`: that site's policy was not applied to this connection
+    /// (answer 421 Misdirected Request).
+    pub fn accepts_host(&self, site: usize, host: &str) -> bool {
+        match self.sni.lookup(host) {
+            Some(owner) => owner == site,
+            None => site == self.default_site,
+        }
+    }
+
     /// Non-fatal problems found while loading (for example an expired CRL),
     /// each formatted like a [`crate::ConfigError`]: `file: key: reason`.
     pub fn warnings(&self) -> &[String] {
@@ -74,6 +87,48 @@ pub enum AdminListen {
 pub struct AdminSettings {
     /// The listener address.
     pub listen: AdminListen,
+    /// The bearer token every request must carry (`Authorization: Bearer ...`), read from
+    /// `admin.token_file`; `None` when not configured.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin API's bearer token. `Debug` prints `<redacted>`; the bytes are overwritten with
+/// zeros on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(Vec<u8>);
+
+impl AdminToken {
+    /// Wraps the token (the file's contents without surrounding whitespace).
+    pub fn new(token: Vec<u8>) -> Self {
+        Self(token)
+    }
+
+    /// Whether every byte is visible ASCII (no spaces or control characters).
+    pub fn is_visible_ascii(&self) -> bool {
+        self.0.iter().all(u8::is_ascii_graphic)
+    }
+
+    /// Whether `presented` is the token, compared in time independent of where they differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let mut diff = u8::from(presented.len() != self.0.len());
+        for (i, &b) in self.0.iter().enumerate() {
+            diff |= b ^ presented.get(i).copied().unwrap_or(!b);
+        }
+        std::hint::black_box(diff) == 0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Drop for AdminToken {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&self.0);
+    }
 }
 
 /// Settings from `[server]`, with defaults applied.
@@ -110,8 +165,16 @@ pub struct Timeouts {
     pub idle_keepalive: Duration,
     /// Connecting to the origin (default 5s).
     pub origin_connect: Duration,
-    /// Waiting for the origin's response (default 60s).
+    /// Waiting for the origin's response, and for the origin to take request bytes
+    /// (default 60s).
     pub origin_response: Duration,
+    /// Writing to a client that makes no progress reading (default 30s): the connection and
+    /// its origin connection are closed.
+    pub send: Duration,
+    /// Time a request body may take before `min_request_body_rate` applies: a body must
+    /// arrive within `request_body` plus one second per `min_request_body_rate` bytes
+    /// received (default 30s).
+    pub request_body: Duration,
     /// Graceful-shutdown drain (default 30s).
     pub drain: Duration,
 }
@@ -124,6 +187,8 @@ impl Default for Timeouts {
             idle_keepalive: Duration::from_secs(60),
             origin_connect: Duration::from_secs(5),
             origin_response: Duration::from_secs(60),
+            send: Duration::from_secs(30),
+            request_body: Duration::from_secs(30),
             drain: Duration::from_secs(30),
         }
     }
@@ -136,8 +201,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Maximum number of request headers (default 100, 1..=1000).
     pub max_header_count: usize,
-    /// Maximum concurrent connections per worker (default 10000, >= 1).
+    /// Maximum concurrent connections per worker (default 10000, 1..=1000000).
     pub max_connections_per_worker: usize,
+    /// Bytes per second of request body that extend the `request_body` time-out by one second
+    /// each (default 1024; 0: only the per-read `header_read` time-out applies).
+    pub min_request_body_rate: u64,
 }
 
 impl Default for Limits {
@@ -146,6 +214,7 @@ impl Default for Limits {
             max_header_bytes: 16384,
             max_header_count: 100,
             max_connections_per_worker: 10000,
+            min_request_body_rate: 1024,
         }
     }
 }

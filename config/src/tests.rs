@@ -30,15 +30,19 @@ header_read = "31s"
 idle_keepalive = "1m 1s"
 origin_connect = "500ms"
 origin_response = "2m"
+send = "7s"
+request_body = "9s"
 drain = "0s"
 
 [server.limits]
 max_header_bytes = 32768
 max_header_count = 50
 max_connections_per_worker = 123
+min_request_body_rate = 2048
 
 [admin]
 listen = "127.0.0.1:9901"
+token_file = "admin.token"
 
 [[revocation_store]]
 name = "viewers"
@@ -134,6 +138,11 @@ impl Fixture {
         fixture.write("certs/server.key", &fixture.leaf_key_pem);
         fixture.write("certs/ca.pem", &fixture.ca_pem);
         fixture.write("revoked.json", REVOKED_JSON);
+        let token = fixture.write("admin.token", "0123456789abcdef0123456789abcdef\n");
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
         fixture.write("stores/legacy.list", LEGACY_LIST);
         fixture.write_bytes(
             "crl/intermediate.crl",
@@ -294,7 +303,10 @@ fn example_config_loads_every_key() {
     assert_eq!(server.timeouts.idle_keepalive, Duration::from_secs(61));
     assert_eq!(server.timeouts.origin_connect, Duration::from_millis(500));
     assert_eq!(server.timeouts.origin_response, Duration::from_secs(120));
+    assert_eq!(server.timeouts.send, Duration::from_secs(7));
+    assert_eq!(server.timeouts.request_body, Duration::from_secs(9));
     assert_eq!(server.timeouts.drain, Duration::ZERO);
+    assert_eq!(server.limits.min_request_body_rate, 2048);
     assert_eq!(server.limits.max_header_bytes, 32768);
     assert_eq!(server.limits.max_header_count, 50);
     assert_eq!(server.limits.max_connections_per_worker, 123);
@@ -382,7 +394,10 @@ fn example_config_loads_every_key() {
     assert_eq!(
         snap.admin,
         Some(AdminSettings {
-            listen: AdminListen::Tcp("127.0.0.1:9901".parse().unwrap())
+            listen: AdminListen::Tcp("127.0.0.1:9901".parse().unwrap()),
+            token: Some(crate::AdminToken::new(
+                b"0123456789abcdef0123456789abcdef".to_vec()
+            )),
         })
     );
     assert_eq!(snap.revocation_stores.len(), 2);
@@ -483,6 +498,29 @@ fn sni_selects_sites() {
         snap.sites[1].server_names,
         vec!["api.example.com", "example.com"]
     );
+
+    // Host names a request may carry on each site's connections (wild 0, exact 1, fallback 2).
+    let cases: [(usize, &str, bool); 12] = [
+        (1, "api.example.com", true),
+        (1, "API.EXAMPLE.COM.", true),
+        (1, "www.example.com", false), // claimed by the wildcard site
+        (0, "www.example.com", true),
+        (0, "api.example.com", false), // the exact site claims it
+        (0, "a.b.example.com", false), // nobody claims it; not the default site
+        (2, "a.b.example.com", true),  // the default site serves unclaimed names
+        (2, "127.0.0.1", true),
+        (2, "api.example.com", false),
+        (2, "fallback.test", true),
+        (1, "fallback.test", false),
+        (0, "unknown.test", false),
+    ];
+    for (site, host, ok) in cases {
+        assert_eq!(
+            snap.accepts_host(site, host),
+            ok,
+            "site {site}, host {host}"
+        );
+    }
 }
 
 #[test]
@@ -726,6 +764,47 @@ fn out_of_range_limits_and_timeouts() {
     assert_eq!(snap.server.limits.max_header_bytes, 1_048_576);
     assert_eq!(snap.server.limits.max_header_count, 1);
     assert_eq!(snap.sites[0].mtls.max_chain_depth, 1);
+}
+
+#[test]
+fn absurd_values_are_refused_against_the_machine() {
+    let fx = Fixture::new();
+    let server = "workers = 100000\ncpu_affinity = [0, 999]\n[server.limits]\nmax_connections_per_worker = 2000000\nmin_request_body_rate = -1\n[server.timeouts]\nhandshake = \"1ns\"\norigin_connect = \"1ms\"\nsend = \"2d\"\nrequest_body = \"0s\"\n";
+    let errors = fx.errors(&minimal(server, "", ""));
+    for (key, says) in [
+        ("server.workers", "0..=1024"),
+        (
+            "server.cpu_affinity[1]",
+            "CPU 999 is not available to this process",
+        ),
+        ("server.limits.max_connections_per_worker", "1..=1000000"),
+        ("server.limits.min_request_body_rate", "0..="),
+        ("server.timeouts.handshake", "100ms..=24h"),
+        ("server.timeouts.origin_connect", "10ms..=24h"),
+        ("server.timeouts.send", "100ms..=24h"),
+        ("server.timeouts.request_body", "100ms..=24h"),
+    ] {
+        let e = find(&errors, key);
+        assert!(e.reason.contains(says), "{key}: {}", e.reason);
+    }
+    assert_eq!(errors.len(), 8, "{errors}");
+
+    // Sensible values pass; more workers than CPUs is only a warning.
+    let fine = "workers = 64\ncpu_affinity = [0]\n[server.timeouts]\nsend = \"5s\"\nrequest_body = \"100ms\"\norigin_connect = \"10ms\"\n[server.limits]\nmin_request_body_rate = 0\n";
+    let snap = fx.snapshot(&minimal(fine, "", ""));
+    assert_eq!(snap.server.workers, 64);
+    assert_eq!(snap.server.timeouts.send, Duration::from_secs(5));
+    assert_eq!(snap.server.limits.min_request_body_rate, 0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 64 {
+        assert!(
+            snap.warnings()
+                .iter()
+                .any(|w| w.contains("server.workers") && w.contains("share cores")),
+            "{:?}",
+            snap.warnings()
+        );
+    }
 }
 
 #[test]
@@ -1165,6 +1244,71 @@ fn admin_needs_exactly_one_listener() {
     find(&errors, "admin");
     let errors = fx.errors(&minimal("[admin]\nport = 1\n", "", ""));
     find(&errors, "admin.port");
+}
+
+#[test]
+fn admin_token_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fx = Fixture::new();
+    let token = fx.write("admin.token", "  0123456789abcdef0123456789abcdef\n");
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).expect("chmod");
+    // (Fixture::new wrote the same token; this one has surrounding whitespace.)
+    let snap = fx.snapshot(&minimal(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"",
+        "",
+        "",
+    ));
+    let admin = snap.admin.as_ref().expect("admin");
+    let t = admin.token.as_ref().expect("token");
+    assert!(t.matches(b"0123456789abcdef0123456789abcdef"));
+    assert!(!t.matches(b"0123456789abcdef0123456789abcdeF"));
+    assert!(!t.matches(b"0123456789abcdef0123456789abcde"));
+    assert!(!t.matches(b""));
+    assert_eq!(format!("{t:?}"), "<redacted>");
+    assert!(snap.warnings().is_empty(), "{:?}", snap.warnings());
+
+    // World-readable: accepted with a warning naming the file.
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let snap = fx.snapshot(&minimal(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"",
+        "",
+        "",
+    ));
+    assert!(
+        snap.warnings()
+            .iter()
+            .any(|w| w.contains("admin.token: admin.token_file: readable by group or others")),
+        "{:?}",
+        snap.warnings()
+    );
+    // TCP without a token: a warning; a short, missing or spaced token: an error.
+    let snap = fx.snapshot(&minimal("[admin]\nlisten = \"127.0.0.1:0\"", "", ""));
+    assert!(snap
+        .warnings()
+        .iter()
+        .any(|w| w.contains("admin.listen") && w.contains("no admin.token_file")));
+    for (contents, says) in [
+        ("short", "at least 16"),
+        ("0123456789 abcdef0123", "one word"),
+    ] {
+        fx.write("bad.token", contents);
+        let errors = fx.errors(&minimal(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"bad.token\"",
+            "",
+            "",
+        ));
+        let e = find(&errors, "admin.token_file");
+        assert_eq!(e.file, fx.path("bad.token"));
+        assert!(e.reason.contains(says), "{}", e.reason);
+    }
+    let errors = fx.errors(&minimal(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"missing.token\"",
+        "",
+        "",
+    ));
+    assert!(find(&errors, "admin.token_file")
+        .reason
+        .contains("cannot read"));
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::admin::validate_admin;
 use crate::duration::parse_duration;
 use crate::error::{Collector, ConfigErrors, DOCUMENT_KEY};
 use crate::load::{load_certificate_chain, load_private_key, load_trust_store};
+use crate::machine::{allowed_cpus, cpu_list, MAX_WORKERS};
 use crate::model::{RawConfig, RawLimits, RawMtls, RawServer, RawSite, RawTimeouts};
 use crate::origin::load_origin;
 use crate::snapshot::{
@@ -134,12 +135,27 @@ fn validate_server(raw: &RawServer, c: &mut Collector<'_>) -> ServerSettings {
         }
     }
 
+    let machine_cpus = allowed_cpus();
     let workers = match raw.workers {
         None | Some(0) => default_workers(),
         Some(n) => match usize::try_from(n) {
-            Ok(n) => n,
-            Err(_) => {
-                c.config("server.workers", format!("must be >= 0, got {n}"));
+            Ok(n) if n <= MAX_WORKERS => {
+                if let Some(cpus) = machine_cpus.as_ref().filter(|cpus| n > cpus.len()) {
+                    c.warn_config(
+                        "server.workers",
+                        format!(
+                            "{n} workers on {} CPUs: workers will share cores (one per CPU is the design)",
+                            cpus.len()
+                        ),
+                    );
+                }
+                n
+            }
+            _ => {
+                c.config(
+                    "server.workers",
+                    format!("must be in range 0..={MAX_WORKERS} (0: one per CPU), got {n}"),
+                );
                 1
             }
         },
@@ -154,14 +170,24 @@ fn validate_server(raw: &RawServer, c: &mut Collector<'_>) -> ServerSettings {
         }
         cpus.iter()
             .enumerate()
-            .filter_map(|(i, &cpu)| match usize::try_from(cpu) {
-                Ok(cpu) => Some(cpu),
-                Err(_) => {
-                    c.config(
-                        format!("server.cpu_affinity[{i}]"),
-                        format!("CPU id must be >= 0, got {cpu}"),
-                    );
-                    None
+            .filter_map(|(i, &cpu)| {
+                let key = format!("server.cpu_affinity[{i}]");
+                let Ok(cpu) = usize::try_from(cpu) else {
+                    c.config(key, format!("CPU id must be >= 0, got {cpu}"));
+                    return None;
+                };
+                match &machine_cpus {
+                    Some(allowed) if !allowed.contains(&cpu) => {
+                        c.config(
+                            key,
+                            format!(
+                                "CPU {cpu} is not available to this process (available: {})",
+                                cpu_list(allowed)
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(cpu),
                 }
             })
             .collect()
@@ -176,20 +202,44 @@ fn validate_server(raw: &RawServer, c: &mut Collector<'_>) -> ServerSettings {
     }
 }
 
+/// The longest time-out accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// `250ms`, `10s`, `24h` style rendering of a bound.
+fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0s".to_owned()
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn validate_timeouts(raw: &RawTimeouts, c: &mut Collector<'_>) -> Timeouts {
     let defaults = Timeouts::default();
-    let mut field = |name: &str, value: &Option<String>, default: Duration, allow_zero: bool| {
+    let mut field = |name: &str, value: &Option<String>, default: Duration, min: Duration| {
         let Some(text) = value else {
             return default;
         };
         let key = format!("server.timeouts.{name}");
         match parse_duration(text) {
-            Ok(d) if d.is_zero() && !allow_zero => {
-                c.config(key, "must be greater than zero");
+            Ok(d) if d < min || d > MAX_TIMEOUT => {
+                c.config(
+                    key,
+                    format!(
+                        "must be in range {}..={}, got {text:?}",
+                        humanize(min),
+                        humanize(MAX_TIMEOUT)
+                    ),
+                );
                 default
             }
             Ok(d) => d,
@@ -199,28 +249,41 @@ fn validate_timeouts(raw: &RawTimeouts, c: &mut Collector<'_>) -> Timeouts {
             }
         }
     };
+    let ms = Duration::from_millis;
     Timeouts {
-        handshake: field("handshake", &raw.handshake, defaults.handshake, false),
-        header_read: field("header_read", &raw.header_read, defaults.header_read, false),
+        handshake: field("handshake", &raw.handshake, defaults.handshake, ms(100)),
+        header_read: field(
+            "header_read",
+            &raw.header_read,
+            defaults.header_read,
+            ms(100),
+        ),
         idle_keepalive: field(
             "idle_keepalive",
             &raw.idle_keepalive,
             defaults.idle_keepalive,
-            false,
+            ms(100),
         ),
         origin_connect: field(
             "origin_connect",
             &raw.origin_connect,
             defaults.origin_connect,
-            false,
+            ms(10),
         ),
         origin_response: field(
             "origin_response",
             &raw.origin_response,
             defaults.origin_response,
-            false,
+            ms(100),
         ),
-        drain: field("drain", &raw.drain, defaults.drain, true),
+        send: field("send", &raw.send, defaults.send, ms(100)),
+        request_body: field(
+            "request_body",
+            &raw.request_body,
+            defaults.request_body,
+            ms(100),
+        ),
+        drain: field("drain", &raw.drain, defaults.drain, Duration::ZERO),
     }
 }
 
@@ -248,9 +311,17 @@ fn validate_limits(raw: &RawLimits, c: &mut Collector<'_>) -> Limits {
             "server.limits.max_connections_per_worker",
             raw.max_connections_per_worker,
             1,
-            None,
+            Some(1_000_000),
             defaults.max_connections_per_worker,
         ),
+        min_request_body_rate: ranged(
+            c,
+            "server.limits.min_request_body_rate",
+            raw.min_request_body_rate,
+            0,
+            Some(1 << 30),
+            defaults.min_request_body_rate as usize,
+        ) as u64,
     }
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use boring::ssl::NameType;
 use monoio::net::TcpStream;
 use portcullis_config::MtlsMode;
 
@@ -12,7 +13,8 @@ use crate::tls::cert_keys::peer_leaf_der;
 use crate::tls::{OpenIdentity, TlsError, TlsSnapshot, TlsStream};
 use crate::worker::ActiveGuard;
 
-/// How long a refused client gets to read its alert while the rest of its flight is drained.
+/// How long a refused client gets to read its alert (or a closing connection its last
+/// response) while the rest of what it sends is drained.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
 /// Serves one accepted connection until it closes. `guard` keeps it counted as active.
@@ -35,6 +37,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
             return;
         }
     };
+    tls.set_send_timeout(timeouts.send);
     match monoio::time::timeout(timeouts.handshake, tls.accept()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -70,7 +73,23 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
             OpenIdentity::of(tls.ssl(), record, site.revocation.clone())
         })
         .flatten();
+    // Copied: the exchange borrows it while the TLS stream is borrowed mutably.
+    let fallback_host: Box<str> = tls
+        .ssl()
+        .servername(NameType::HOST_NAME)
+        .or_else(|| {
+            site.config
+                .server_names
+                .iter()
+                .find(|n| !n.starts_with("*."))
+                .map(String::as_str)
+        })
+        .unwrap_or_default()
+        .into();
     let exchange = Exchange {
+        config: &snapshot.config,
+        site: site.config.index,
+        fallback_host: fallback_host.as_bytes(),
         server: &snapshot.config.server,
         origin: &site.config.origin,
         client_ip: peer.ip(),
@@ -82,9 +101,20 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
         buffers: &worker.buffers,
     };
     if let Err(e) = proxy::serve(&mut tls, &exchange).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            tracing::info!(%peer, site = %site.config.name, "client stopped reading (send time-out); closing");
+        } else {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
     }
-    let _ = tls.shutdown().await;
+    // Boxed: the close_notify send (with its time-out) runs once per connection and would
+    // otherwise enlarge every idle connection's task.
+    let _ = Box::pin(tls.shutdown()).await;
+    // A client may still be sending (the rest of a refused request body, pipelined requests
+    // after a 4xx): closing with its bytes unread would reset the connection and could
+    // destroy the response before the client reads it. Drain briefly, as nginx's lingering
+    // close does; a client that already closed costs one read.
+    Box::pin(tls.linger_close(REFUSAL_LINGER)).await;
 }
 
 fn log_refusal<T>(tls: &TlsStream<T>, peer: SocketAddr, error: &TlsError)

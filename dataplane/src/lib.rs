@@ -27,3 +27,4 @@ pub mod tls;
 pub mod viewer_cert;
 pub mod viewer_header_cache;
 pub mod worker;
+pub mod write_timeout;

@@ -42,9 +42,8 @@ enum Command {
     },
     /// Revoke a client certificate serial through a running data plane's admin API.
     Revoke {
-        /// The admin API: `127.0.0.1:9901` or `unix:/path/to/admin.sock`.
-        #[arg(long)]
-        admin: AdminTarget,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// The revocation store.
         #[arg(long)]
         store: String,
@@ -56,15 +55,37 @@ enum Command {
     },
     /// Remove a client certificate serial's revocation through the admin API.
     Unrevoke {
-        /// The admin API: `127.0.0.1:9901` or `unix:/path/to/admin.sock`.
-        #[arg(long)]
-        admin: AdminTarget,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// The revocation store.
         #[arg(long)]
         store: String,
         /// The certificate serial (as given; the server normalises it).
         serial: String,
     },
+}
+
+/// How to reach the admin API.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// The admin API: `127.0.0.1:9901` or `unix:/path/to/admin.sock`.
+    #[arg(long)]
+    admin: AdminTarget,
+    /// A file holding the admin API's bearer token (the server's `admin.token_file`).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// The token from `--token-file`, without surrounding whitespace.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?;
+        Ok(Some(text.trim().to_owned()))
+    }
 }
 
 fn main() -> ExitCode {
@@ -126,15 +147,18 @@ fn demo(dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
 /// Sends one revocation request to the admin API and prints the JSON answer; a non-2xx
 /// status is an error carrying the server's message.
 fn admin_call(
-    admin: &AdminTarget,
+    args: &AdminArgs,
     method: &str,
     store: &str,
     serial: &str,
     body: &[u8],
 ) -> anyhow::Result<()> {
+    let admin = &args.admin;
+    let token = args.token()?;
     let path = client::revocation_path(store, serial);
-    let (status, response) = client::request(admin, method, &path, body)
-        .with_context(|| format!("{method} {path} on {admin}"))?;
+    let (status, response) =
+        client::request_with_token(admin, token.as_deref(), method, &path, body)
+            .with_context(|| format!("{method} {path} on {admin}"))?;
     if !(200..300).contains(&status) {
         anyhow::bail!(
             "{method} {path} on {admin}: HTTP {status}: {}",

@@ -3,11 +3,19 @@
 //! A worker is one thread, so its pool is a plain `RefCell` map: no locks. Idle connections
 //! older than the pool's idle limit are dropped instead of reused, and each origin keeps at
 //! most a bounded number of idle connections.
+//!
+//! An idle connection is reused only if it is provably quiet: anything the origin sends on
+//! it while idle (a late or unsolicited response, a HEAD body in a later segment, bytes past a
+//! Content-Length, or its close) would otherwise be read as the response to the next request,
+//! which may come from another client. [`OriginPool::get`] therefore peeks at each candidate
+//! without blocking and closes any that has bytes or an end of stream waiting, and the
+//! worker's [`OriginPool::sweep`] closes such connections (and expired ones) while they wait.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd as _;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
@@ -109,6 +117,19 @@ impl OriginPool {
         self.idle.borrow().get(&addr).map_or(0, Vec::len)
     }
 
+    /// Closes the idle connections that expired or are no longer quiet. Called by the
+    /// worker about once a second.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.borrow_mut();
+        for (addr, list) in idle.iter_mut() {
+            list.retain(|(stream, since)| {
+                now.duration_since(*since) < self.idle_limit && is_quiet(stream, *addr)
+            });
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+
     fn take_idle(&self, addrs: &[SocketAddr]) -> Option<OriginConn> {
         let mut idle = self.idle.borrow_mut();
         for &addr in addrs {
@@ -116,7 +137,7 @@ impl OriginPool {
                 continue;
             };
             while let Some((stream, since)) = list.pop() {
-                if since.elapsed() < self.idle_limit {
+                if since.elapsed() < self.idle_limit && is_quiet(&stream, addr) {
                     return Some(OriginConn {
                         stream,
                         reused: true,
@@ -127,4 +148,33 @@ impl OriginPool {
         }
         None
     }
+}
+
+/// Whether nothing waits to be read on an idle origin connection: no bytes, no end of stream,
+/// no error. One non-blocking `recv(MSG_PEEK)`; anything but "would block" means the
+/// connection must not carry another request.
+fn is_quiet(stream: &TcpStream, addr: SocketAddr) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a valid socket descriptor owned by `stream`, and a one-byte buffer; MSG_PEEK
+    // leaves the data in place and MSG_DONTWAIT never blocks the worker.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            std::ptr::from_mut(&mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return true;
+        }
+        tracing::debug!(origin = %addr, error = %e, "idle origin connection failed; closing it");
+    } else if n == 0 {
+        tracing::debug!(origin = %addr, "origin closed an idle connection");
+    } else {
+        tracing::warn!(origin = %addr, "origin sent unsolicited data on an idle keep-alive connection; closing it");
+    }
+    false
 }

@@ -4,22 +4,31 @@
 //! Bodies stream both ways through fixed buffers, never buffered whole. The viewer-cert header
 //! block was rendered once for the connection and is appended to every request; client copies
 //! of those headers are dropped by the request rewriter.
+//!
+//! Every request must name a host its connection's site serves (421 otherwise: the SNI chose
+//! the mTLS policy). Every wait is bounded: the request head by `header_read` (the first one
+//! from the end of the handshake), request bodies by `header_read` per read and by a minimum
+//! rate, origin writes and reads by `origin_response`, and writes to the client by `send`, so
+//! a client or origin that stops cannot hold the other side. Only idempotent requests are
+//! sent again after a reused origin connection failed without answering.
 
 use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use portcullis_config::{Origin, ServerSettings};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use portcullis_config::{Origin, ServerSettings, Snapshot};
 
 use crate::buffer_pool::{BufferPool, BUFFER_SIZE};
+use crate::http::chunked::END_OF_TRAILERS;
 use crate::http::{self, BodyFraming, ChunkedDecoder, HttpError, RequestHead};
 use crate::notify::LocalNotify;
 use crate::origin_pool::{ConnectError, OriginConn, OriginPool};
 use crate::shutdown::Shutdown;
 use crate::tls::stream::Readiness;
 use crate::tls::{OpenIdentity, TlsStream};
+use crate::write_timeout;
 
 /// Size of the buffers that carry bodies and response heads.
 const BODY_BUFFER: usize = BUFFER_SIZE;
@@ -29,6 +38,13 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Everything a connection's requests need besides the TLS stream.
 #[derive(Debug)]
 pub struct Exchange<'a> {
+    /// The configuration the connection was accepted under (for the Host check).
+    pub config: &'a Snapshot,
+    /// Index of the site the connection's SNI selected.
+    pub site: usize,
+    /// The `Host` sent to the origin for a request without one (HTTP/1.0): the SNI name or
+    /// the site's first exact server name; empty if neither exists (such requests get 400).
+    pub fallback_host: &'a [u8],
     /// Time-outs and limits.
     pub server: &'a ServerSettings,
     /// Where the site's requests go.
@@ -68,18 +84,17 @@ where
         let head = match read_request_head(tls, &mut buffers.client, x, first).await? {
             HeadOutcome::Head(head) => head,
             HeadOutcome::Closed => return Ok(()),
-            HeadOutcome::Refuse(status) => {
-                tls.write_all(http::error_response(status)).await?;
-                return Ok(());
-            }
+            HeadOutcome::Refuse(status) => return answer_and_close(tls, status).await,
         };
         first = false;
         if x.identity
             .is_some_and(OpenIdentity::revoked_since_last_check)
         {
             tracing::info!("client certificate revoked on an open connection; closing");
-            tls.write_all(http::error_response(403)).await?;
-            return Ok(());
+            return answer_and_close(tls, 403).await;
+        }
+        if let Err(status) = check_host(&head, buffers.client.data(), x) {
+            return answer_and_close(tls, status).await;
         }
         buffers.acquire();
         // Boxed: the forwarding state (origin connect, request and response streaming) lives
@@ -91,6 +106,44 @@ where
             return Ok(());
         }
     }
+}
+
+/// Sends a canned error response; the connection closes after it. Boxed: the send (with its
+/// time-out) would otherwise enlarge every idle connection's task for a rare event.
+async fn answer_and_close<T>(tls: &mut TlsStream<T>, status: u16) -> io::Result<()>
+where
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
+{
+    Box::pin(tls.write_all(http::error_response(status))).await
+}
+
+/// Checks that the request names a host the connection's site serves: the absolute-form
+/// target's authority and the `Host` field, whichever are present (both when both are). 421
+/// when another site serves it (its policy did not run for this connection), 400 for a
+/// malformed one or for a request naming no host on a site with no name to give it.
+fn check_host(head: &RequestHead, buf: &[u8], x: &Exchange<'_>) -> Result<(), u16> {
+    for authority in [head.authority(buf), head.host(buf)].into_iter().flatten() {
+        let host = match http::authority::host_of(authority) {
+            Ok(host) => host,
+            Err(e) => {
+                tracing::info!(error = %e, "request refused: invalid host");
+                return Err(e.status());
+            }
+        };
+        if !x.config.accepts_host(x.site, host) {
+            tracing::info!(
+                site = %x.config.sites[x.site].name,
+                host,
+                "request refused with 421: it names a host this connection's site does not serve"
+            );
+            return Err(421);
+        }
+    }
+    if head.host.is_none() && head.authority.is_none() && x.fallback_host.is_empty() {
+        tracing::info!("request refused: no Host, and the site has no name to give it");
+        return Err(400);
+    }
+    Ok(())
 }
 
 /// The buffers of one connection. The client buffer lives with the connection; the head, body
@@ -242,6 +295,13 @@ where
     let timeouts = &x.server.timeouts;
     let mut deadline: Option<Instant> = None;
     let mut idle_deadline: Option<Instant> = None;
+    if first {
+        // The first request has `header_read` from the end of the handshake for all of it:
+        // waiting for its first byte and reading the rest share one deadline.
+        let at = Instant::now() + timeouts.header_read;
+        deadline = Some(at);
+        idle_deadline = Some(at);
+    }
     loop {
         if !client.is_empty() {
             match http::parse_request_head(client.data(), limits.max_header_count) {
@@ -258,12 +318,7 @@ where
             if x.shutdown.is_fired() {
                 return Ok(HeadOutcome::Closed);
             }
-            let limit = if first {
-                timeouts.header_read
-            } else {
-                timeouts.idle_keepalive
-            };
-            let at = *idle_deadline.get_or_insert_with(|| Instant::now() + limit);
+            let at = *idle_deadline.get_or_insert_with(|| Instant::now() + timeouts.idle_keepalive);
             at.saturating_duration_since(Instant::now())
         } else {
             let at = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header_read);
@@ -357,6 +412,27 @@ impl BodyState {
         Ok(taken)
     }
 
+    /// Like [`take`](Self::take), for a request body on its way to the origin: chunked trailers
+    /// are dropped (RFC 9110 section 6.5.1: fields such as `Content-Length`, `Host` or a forged
+    /// viewer-cert header must not reach the origin as trailers, and origins do not ask for
+    /// request trailers). Forward `data[..forward]`, then `end`.
+    fn take_request(&mut self, data: &[u8]) -> Result<RequestBytes, HttpError> {
+        if let Self::Chunked(decoder) = self {
+            let (used, forward, complete) = decoder.advance_dropping_trailers(data)?;
+            if complete {
+                *self = Self::Done;
+            }
+            let end = if complete { END_OF_TRAILERS } else { b"" };
+            return Ok(RequestBytes { used, forward, end });
+        }
+        let used = self.take(data)?;
+        Ok(RequestBytes {
+            used,
+            forward: used,
+            end: b"",
+        })
+    }
+
     /// Like [`take`](Self::take), also appending the body's payload to `payload`, without the
     /// chunked framing (for HTTP/1.0 clients, which do not understand it).
     fn take_dechunked(&mut self, data: &[u8], payload: &mut Vec<u8>) -> Result<usize, HttpError> {
@@ -386,6 +462,16 @@ impl BodyState {
     }
 }
 
+/// What [`BodyState::take_request`] made of some request bytes.
+struct RequestBytes {
+    /// Bytes that belong to the body (the rest belongs to the next request).
+    used: usize,
+    /// Leading bytes to forward to the origin (`forward <= used`).
+    forward: usize,
+    /// Bytes to send after them (the end of a chunked body whose trailers were dropped).
+    end: &'static [u8],
+}
+
 /// Why the exchange with the origin failed, before anything was sent to the client.
 enum OriginFailure {
     /// Nothing came back from a reused connection: safe to try once more on a new one.
@@ -405,27 +491,34 @@ where
     T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     bufs.head.clear();
+    let fallback_host = head
+        .authority(bufs.client.data())
+        .unwrap_or(x.fallback_host);
     http::write_origin_request(
         head,
         bufs.client.data(),
         x.client_ip,
         x.viewer_headers,
+        fallback_host,
         &mut bufs.head,
     );
     bufs.client.consume(head.header_len);
     let mut request_body = BodyState::new(head.framing);
-    let buffered = match request_body.take(bufs.client.data()) {
-        Ok(n) => n,
+    let buffered = match request_body.take_request(bufs.client.data()) {
+        Ok(taken) => taken,
         Err(e) => return refuse(tls, e.status()).await,
     };
-    bufs.head.extend_from_slice(&bufs.client.data()[..buffered]);
-    bufs.client.consume(buffered);
+    bufs.head
+        .extend_from_slice(&bufs.client.data()[..buffered.forward]);
+    bufs.head.extend_from_slice(buffered.end);
+    bufs.client.consume(buffered.used);
     if head.expect_continue && !request_body.is_done() {
         tls.write_all(CONTINUE).await?;
     }
     // The whole request is in `bufs.head` when the body was empty or already buffered: only
-    // then can it be sent again after a reused origin connection turned out to be closed.
-    let replayable = request_body.is_done();
+    // then can it be sent again after a reused origin connection turned out to be closed, and
+    // only if sending it twice is harmless (the origin may have processed it before closing).
+    let replayable = request_body.is_done() && head.idempotent;
     let timeouts = &x.server.timeouts;
     let mut fresh = false;
     let (mut origin, response) = loop {
@@ -564,23 +657,40 @@ async fn send_request<T>(
 where
     T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
-    let (sent, head) = origin
-        .stream
-        .write_all(std::mem::take(&mut bufs.head))
-        .await;
+    let timeouts = &x.server.timeouts;
+    let len = bufs.head.len();
+    let (sent, head) = write_timeout::write_all(
+        &mut origin.stream,
+        std::mem::take(&mut bufs.head),
+        0..len,
+        timeouts.origin_response,
+    )
+    .await;
     bufs.head = head;
     if let Err(e) = sent {
         tracing::debug!(error = %e, "writing to origin failed");
-        return Ok(Err(if may_retry {
+        return Ok(Err(if e.kind() == io::ErrorKind::TimedOut {
+            OriginFailure::Status(504)
+        } else if may_retry {
             OriginFailure::Retry
         } else {
             OriginFailure::Status(502)
         }));
     }
-    let read_timeout = x.server.timeouts.header_read;
+    let mut pace = BodyPace::new(x.server);
     while !body.is_done() {
         let limit = body.read_limit(bufs.body.len());
-        let n = match monoio::time::timeout(read_timeout, tls.read(&mut bufs.body[..limit])).await {
+        let Some(wait) = pace.next_wait() else {
+            tracing::info!(
+                received = pace.received,
+                "request body slower than min_request_body_rate; closing"
+            );
+            return Ok(Err(OriginFailure::Status(408)));
+        };
+        let started = Instant::now();
+        let read = monoio::time::timeout(wait, tls.read(&mut bufs.body[..limit])).await;
+        pace.waited += started.elapsed();
+        let n = match read {
             Ok(Ok(0)) | Ok(Err(_)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -588,24 +698,86 @@ where
                 ))
             }
             Ok(Ok(n)) => n,
-            Err(_) => return Ok(Err(OriginFailure::Status(408))),
+            Err(_) => {
+                if pace.next_wait().is_none() {
+                    tracing::info!(
+                        received = pace.received,
+                        "request body slower than min_request_body_rate; closing"
+                    );
+                } else {
+                    tracing::info!(
+                        received = pace.received,
+                        "request body stalled for header_read; closing"
+                    );
+                }
+                return Ok(Err(OriginFailure::Status(408)));
+            }
         };
-        let taken = match body.take(&bufs.body[..n]) {
+        pace.received += n as u64;
+        let taken = match body.take_request(&bufs.body[..n]) {
             Ok(t) => t,
             Err(e) => return Ok(Err(OriginFailure::Status(e.status()))),
         };
-        if taken < n {
-            bufs.client.append(&bufs.body[taken..n]);
+        if taken.used < n {
+            bufs.client.append(&bufs.body[taken.used..n]);
         }
-        let chunk = std::mem::take(&mut bufs.body).slice(0..taken);
-        let (sent, chunk) = origin.stream.write_all(chunk).await;
-        bufs.body = chunk.into_inner();
+        // The end of a chunked body whose trailers were dropped replaces (part of) those
+        // trailers: `forward + end.len() <= used` (the final CRLF itself was consumed).
+        let end = taken.forward + taken.end.len();
+        bufs.body[taken.forward..end].copy_from_slice(taken.end);
+        let (sent, chunk) = write_timeout::write_all(
+            &mut origin.stream,
+            std::mem::take(&mut bufs.body),
+            0..end,
+            timeouts.origin_response,
+        )
+        .await;
+        bufs.body = chunk;
         if let Err(e) = sent {
             tracing::debug!(error = %e, "streaming the request body to the origin failed");
-            return Ok(Err(OriginFailure::Status(502)));
+            return Ok(Err(OriginFailure::Status(
+                if e.kind() == io::ErrorKind::TimedOut {
+                    504
+                } else {
+                    502
+                },
+            )));
         }
     }
     Ok(Ok(()))
+}
+
+/// How long a request body may still take: `header_read` per read, and in all at most
+/// `request_body` plus one second per `min_request_body_rate` bytes received, counting only
+/// the time spent waiting for the client (not for a slow origin to take the bytes).
+struct BodyPace {
+    per_read: Duration,
+    allowance: Duration,
+    rate: u64,
+    waited: Duration,
+    received: u64,
+}
+
+impl BodyPace {
+    fn new(server: &ServerSettings) -> Self {
+        Self {
+            per_read: server.timeouts.header_read,
+            allowance: server.timeouts.request_body,
+            rate: server.limits.min_request_body_rate,
+            waited: Duration::ZERO,
+            received: 0,
+        }
+    }
+
+    /// The longest the next read may wait, or None when the body is already too slow.
+    fn next_wait(&self) -> Option<Duration> {
+        if self.rate == 0 {
+            return Some(self.per_read);
+        }
+        let earned = Duration::from_millis(self.received.saturating_mul(1000) / self.rate);
+        let left = (self.allowance + earned).checked_sub(self.waited)?;
+        (!left.is_zero()).then(|| left.min(self.per_read))
+    }
 }
 
 /// Reads the origin's final response head into `bufs.response`, relaying interim (1xx)
@@ -628,7 +800,10 @@ where
         if !bufs.response.is_empty() {
             match http::parse_response_head(&bufs.response, request.is_head()) {
                 Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
-                    tls.write_all(&bufs.response[..head.header_len]).await?;
+                    // HTTP/1.0 clients do not expect interim responses (RFC 9110 section 15.2).
+                    if request.version != 0 {
+                        tls.write_all(&bufs.response[..head.header_len]).await?;
+                    }
                     bufs.response.drain(..head.header_len);
                     continue;
                 }

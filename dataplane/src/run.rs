@@ -53,6 +53,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     for warning in snapshot.config.warnings() {
         tracing::warn!("{warning}");
     }
+    raise_open_file_limit(&snapshot.config.server);
     // Install handlers before the workers start, so an early SIGTERM is not fatal.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
     if !monoio::utils::detect_uring() {
@@ -81,7 +82,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     let admin = match &admin_settings {
         Some(settings) => {
             let backend: Arc<dyn RevocationAdmin> = Arc::clone(&control) as _;
-            match admin::server::start(&settings.listen, backend) {
+            match admin::server::start(settings, backend) {
                 Ok(admin) => {
                     tracing::info!(listen = ?settings.listen, "admin API listening");
                     Some(admin)
@@ -113,6 +114,47 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     server.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// File descriptors kept aside for listeners, the admin API, logs and configuration files.
+const FILE_DESCRIPTOR_RESERVE: u64 = 256;
+
+/// Raises the soft open-file limit to the hard one (as nginx's `worker_rlimit_nofile` or
+/// HAProxy do), and warns when even that is below what the connection limits may need: every
+/// connection can hold a client socket and an origin socket.
+fn raise_open_file_limit(server: &portcullis_config::ServerSettings) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit; raising the soft limit up to the hard one is
+        // always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    let needed = (server.workers as u64)
+        .saturating_mul(server.limits.max_connections_per_worker as u64)
+        .saturating_mul(2)
+        .saturating_add(FILE_DESCRIPTOR_RESERVE);
+    if needed > limit.rlim_cur {
+        tracing::warn!(
+            workers = server.workers,
+            max_connections_per_worker = server.limits.max_connections_per_worker,
+            needed,
+            limit = limit.rlim_cur,
+            "the open-file limit (RLIMIT_NOFILE) is below what the connection limits may need: raise it (LimitNOFILE= in systemd) or lower server.limits.max_connections_per_worker"
+        );
+    }
 }
 
 fn announce(server: &Server, admin: Option<&AdminServer>, workers: usize) {

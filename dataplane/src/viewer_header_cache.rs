@@ -4,10 +4,12 @@
 //! a second time (BoringSSL parsed it to verify it) and formatting names, a fingerprint and
 //! the PEM: about 20 µs. Clients reconnect with the same certificate, so each worker keeps
 //! the blocks it rendered, keyed by the site and the SHA-256 of the leaf DER, and connections
-//! share one copy. The cache is bounded; when full it starts over (no per-entry bookkeeping on
-//! the hot path). It lives on one worker thread: no locks.
+//! share one copy. The cache is bounded by entries and by bytes (a passthrough site accepts
+//! self-signed certificates from anyone, whose names can make one block tens of KiB); when
+//! full it starts over (no per-entry bookkeeping on the hot path). It lives on one worker
+//! thread: no locks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -18,6 +20,8 @@ use crate::viewer_cert::{render_headers, ViewerCertInfo};
 
 /// Blocks kept per worker before the cache starts over.
 pub const DEFAULT_CAPACITY: usize = 4096;
+/// Bytes of blocks kept per worker before the cache starts over.
+pub const DEFAULT_CAPACITY_BYTES: usize = 8 << 20;
 
 /// (site id, SHA-256 of the leaf DER).
 type BlockKey = (u64, [u8; 32]);
@@ -27,15 +31,31 @@ type BlockKey = (u64, [u8; 32]);
 pub struct ViewerHeaderCache {
     blocks: RefCell<HashMap<BlockKey, Rc<[u8]>>>,
     capacity: usize,
+    capacity_bytes: usize,
+    bytes: Cell<usize>,
 }
 
 impl ViewerHeaderCache {
-    /// An empty cache that holds at most `capacity` blocks.
+    /// An empty cache that holds at most `capacity` blocks and [`DEFAULT_CAPACITY_BYTES`].
     pub fn new(capacity: usize) -> Self {
+        Self::with_limits(capacity, DEFAULT_CAPACITY_BYTES)
+    }
+
+    /// An empty cache that holds at most `capacity` blocks of `capacity_bytes` in all. A
+    /// block larger than a sixteenth of `capacity_bytes` is rendered for its connection and
+    /// not cached.
+    pub fn with_limits(capacity: usize, capacity_bytes: usize) -> Self {
         Self {
             blocks: RefCell::new(HashMap::new()),
             capacity: capacity.max(1),
+            capacity_bytes,
+            bytes: Cell::new(0),
         }
+    }
+
+    /// Bytes of the blocks currently cached.
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
     }
 
     /// Blocks currently cached.
@@ -70,10 +90,15 @@ impl ViewerHeaderCache {
         }
         let info = ViewerCertInfo::from_der(der).ok()?;
         let block = render(style, Some(&info));
-        let mut blocks = self.blocks.borrow_mut();
-        if blocks.len() >= self.capacity {
-            blocks.clear();
+        if block.len() > self.capacity_bytes / 16 {
+            return Some(block);
         }
+        let mut blocks = self.blocks.borrow_mut();
+        if blocks.len() >= self.capacity || self.bytes.get() + block.len() > self.capacity_bytes {
+            blocks.clear();
+            self.bytes.set(0);
+        }
+        self.bytes.set(self.bytes.get() + block.len());
         blocks.insert(key, Rc::clone(&block));
         Some(block)
     }
@@ -181,6 +206,46 @@ mod tests {
         assert!(
             cache.is_empty(),
             "failures and no-certificate blocks are not cached"
+        );
+    }
+
+    #[test]
+    fn large_blocks_are_bounded_by_bytes() {
+        // A self-signed passthrough certificate with long names renders a large block.
+        let big = |i: usize| {
+            let name = format!("{i}-{}", "x".repeat(2000));
+            let spec =
+                CertSpec::new(&name, CertKind::RootCa).organizational_unit(&"y".repeat(2000));
+            Issued::self_signed(spec).expect("cert").cert_der
+        };
+        let all = ForwardHeaders::default();
+        let first = big(0);
+        let probe = ViewerHeaderCache::new(16)
+            .block_with(&style(1, &all), Some(&first))
+            .expect("block");
+        // Room for about four such blocks; each is within the per-block limit.
+        let limit = probe.len() * 4 + probe.len() / 2;
+        let cache = ViewerHeaderCache::with_limits(1000, limit.max(probe.len() * 16));
+        let cache_small = ViewerHeaderCache::with_limits(1000, limit);
+        for i in 0..12 {
+            let der = big(i);
+            cache
+                .block_with(&style(1, &all), Some(&der))
+                .expect("block");
+            assert!(cache.bytes() <= limit.max(probe.len() * 16));
+            cache_small
+                .block_with(&style(1, &all), Some(&der))
+                .expect("block");
+            assert!(
+                cache_small.bytes() <= limit,
+                "{} > {limit}",
+                cache_small.bytes()
+            );
+        }
+        assert!(cache.len() > 1);
+        assert!(
+            cache_small.is_empty(),
+            "blocks over a sixteenth of the budget are not kept"
         );
     }
 

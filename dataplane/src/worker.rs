@@ -32,6 +32,8 @@ const MAX_IDLE_ORIGIN_CONNECTIONS: usize = 256;
 const IDLE_BUFFERS: usize = 256;
 /// How long an idle origin connection may wait for reuse.
 const ORIGIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
+/// How often idle origin connections are checked (closed when expired or not quiet).
+const ORIGIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// State shared by all workers.
 #[derive(Debug)]
@@ -157,6 +159,7 @@ pub fn run(
                 .await
             })
         };
+        let sweeper = monoio::spawn(sweep_origin_pool(Rc::clone(&worker)));
         let accepts: Vec<_> = listeners
             .into_iter()
             .map(|l| monoio::spawn(accept_loop(l, Rc::clone(&worker))))
@@ -166,7 +169,19 @@ pub fn run(
         }
         watcher.await;
         drain(&worker).await;
+        sweeper.await;
     });
+}
+
+/// Closes idle origin connections that expired or that the origin wrote to or closed, until
+/// the worker stops.
+async fn sweep_origin_pool(worker: Rc<Worker>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(ORIGIN_SWEEP_INTERVAL) => worker.pool.sweep(),
+            _ = worker.shutdown.wait() => return,
+        }
+    }
 }
 
 /// io_uring with a timer, or epoll with a timer where io_uring is missing.

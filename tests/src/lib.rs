@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 pub use portcullis::demo_origin::{pattern_byte, DemoOrigin};
 pub use portcullis::pki::{CertKind, CertSpec, Issued, KeyAlgorithm};
+pub use scripted_origin::{Journal, OriginConn, OriginRequest, ScriptedOrigin};
+
+pub mod scripted_origin;
 
 pub mod s3;
 
@@ -419,6 +422,44 @@ impl Portcullis {
         connector.build().connect(host, tcp)
     }
 
+    /// A raw TLS connection for requests written by hand: SNI `host`, trusting `ca`, with an
+    /// optional client certificate and receive buffer size (a small one lets a test stop
+    /// reading and stall the server's sends). Reads time out after 20 s.
+    pub fn tls_client(
+        &self,
+        host: &str,
+        ca: &Path,
+        cert: Option<(&Path, &Path)>,
+        recv_buffer: Option<usize>,
+    ) -> boring::ssl::SslStream<std::net::TcpStream> {
+        use boring::ssl::{SslConnector, SslFiletype, SslMethod};
+        let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+        connector.set_ca_file(ca).expect("trust the test root");
+        if let Some((cert, key)) = cert {
+            connector
+                .set_certificate_chain_file(cert)
+                .expect("client certificate");
+            connector
+                .set_private_key_file(key, SslFiletype::PEM)
+                .expect("client key");
+        }
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("receive buffer");
+        }
+        socket
+            .connect_timeout(&self.addr.into(), Duration::from_secs(10))
+            .expect("connect");
+        let tcp: std::net::TcpStream = socket.into();
+        tcp.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        connector
+            .build()
+            .connect(host, tcp)
+            .unwrap_or_else(|e| panic!("TLS handshake with {host}: {e}"))
+    }
+
     /// `https://{host}:{port}{path}`.
     pub fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.addr.port())
@@ -534,6 +575,59 @@ impl Curl {
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         }
     }
+}
+
+/// A response read off a raw connection.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The head, as received.
+    pub head: String,
+    /// The body (per Content-Length; up to the close otherwise).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response (interim 1xx heads are returned as their own responses) from `conn`;
+/// None if the connection closed (or failed) first. Bounded by the socket's read time-out.
+pub fn read_response(conn: &mut impl std::io::Read) -> Option<RawResponse> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+        if head.len() > 64 * 1024 {
+            return None;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    let mut body = Vec::new();
+    match length {
+        _ if (100..200).contains(&status) || status == 204 || status == 304 => {}
+        Some(n) => {
+            body.resize(n, 0);
+            conn.read_exact(&mut body).ok()?;
+        }
+        None => {
+            let _ = conn.read_to_end(&mut body);
+        }
+    }
+    Some(RawResponse { status, head, body })
 }
 
 /// Runs `openssl` with `args` and `stdin` (bounded by `timeout` seconds via coreutils).

@@ -172,3 +172,34 @@ fn a_second_instance_on_the_same_port_is_refused_instead_of_sharing_it() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.to_lowercase().contains("in use"), "{err}");
 }
+
+#[test]
+fn check_refuses_absurd_values_for_this_machine() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let good = config_text(
+        &pki,
+        &[SiteConfig::new(
+            origin.addr(),
+            "required",
+            Some(pki.path("bundle.pem")),
+        )],
+        "cpu_affinity = [999]\n[server.timeouts]\nhandshake = \"1ns\"\n",
+    )
+    .replace("workers = 2", "workers = 100000");
+    let path = pki.write("absurd.toml", &good);
+    let out = portcullis_cli(&["check", "--config", path.to_str().expect("path")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "server.workers",
+        "server.cpu_affinity[0]",
+        "server.timeouts.handshake",
+    ] {
+        assert!(
+            err.contains(&format!("absurd.toml: {key}: ")),
+            "{key}:\n{err}"
+        );
+    }
+    assert!(err.contains("CPU 999 is not available"), "{err}");
+}

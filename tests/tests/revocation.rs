@@ -395,3 +395,64 @@ fn revocations_survive_a_restart_and_a_bad_import_changes_nothing() {
     let (_, ok_cert, ok_key) = s.client("untouched");
     assert_eq!(s.get(&ok_cert, &ok_key).status, Some(200));
 }
+
+#[test]
+fn with_a_token_file_only_holders_of_the_token_can_revoke() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pki = TestPki::new();
+    let origin = origin();
+    let store = pki.write("revoked.json", "{\"data\":[]}");
+    let token = pki.write("admin.token", "3f9a1c7e5b2d4f608a1b3c5d7e9f0a2b\n");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut site = SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")));
+    site.mtls_extra = "revocation_store = \"viewers\"\n".into();
+    let server_extra = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = {token:?}\n\n[[revocation_store]]\nname = \"viewers\"\nfile = {store:?}\n"
+    );
+    let server = Portcullis::start(&config_text(&pki, &[site], &server_extra));
+    let admin = server.admin.expect("admin").to_string();
+    let client = TestPki::client(&pki.intermediate, "viewer");
+    let serial = serial_hex(&client);
+
+    // Any local process without the token: refused, nothing changes.
+    let (status, _) = admin_call(
+        server.admin.expect("admin"),
+        "PUT",
+        &format!("/revocations/viewers/{serial}"),
+        None,
+    );
+    assert_eq!(status, 401);
+    let out = portcullis_cli(&["revoke", "--admin", &admin, "--store", "viewers", &serial]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    assert_eq!(
+        std::fs::read_to_string(&store).expect("store"),
+        "{\"data\":[]}"
+    );
+    // Probes need no token.
+    assert_eq!(
+        admin_call(server.admin.expect("admin"), "GET", "/healthz", None).0,
+        200
+    );
+
+    // The CLI with the token file.
+    let token_path = token.to_str().expect("path");
+    let out = portcullis_cli(&[
+        "revoke",
+        "--admin",
+        &admin,
+        "--token-file",
+        token_path,
+        "--store",
+        "viewers",
+        &serial,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&store)
+        .expect("store")
+        .contains(&serial.to_lowercase()));
+}

@@ -189,6 +189,23 @@ pub fn request(
     path: &str,
     body: &[u8],
 ) -> Result<(u16, String), ClientError> {
+    request_with_token(admin, None, method, path, body)
+}
+
+/// Like [`request`], sending `Authorization: Bearer <token>` when `token` is given (the
+/// server's `admin.token_file`). The token must be visible ASCII.
+pub fn request_with_token(
+    admin: &AdminTarget,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), ClientError> {
+    if token.is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic())) {
+        return Err(ClientError::InvalidRequest(
+            "the token must be one word of visible ASCII",
+        ));
+    }
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(ClientError::InvalidRequest(
             "method must be upper-case letters",
@@ -219,8 +236,11 @@ pub fn request(
     stream
         .set_timeouts(IO_TIMEOUT)
         .map_err(io_error("configuring the connection to"))?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: portcullis-admin\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: portcullis-admin\r\n{authorization}Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let sent = stream

@@ -19,6 +19,8 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     /// Value of the `Allow` header, sent with `405`.
     pub(crate) allow: Option<&'static str>,
+    /// Send `WWW-Authenticate: Bearer` (with `401`).
+    pub(crate) authenticate: bool,
 }
 
 impl Response {
@@ -31,6 +33,7 @@ impl Response {
             status,
             body,
             allow: None,
+            authenticate: false,
         }
     }
 

@@ -2,13 +2,16 @@
 //!
 //! One accept thread polls a non-blocking listener (so [`Drop`] never depends on a wake-up
 //! connection) and hands each connection to its own thread, at most
-//! [`MAX_CONNECTIONS`] at a time (beyond that: `503` and close). Every read is bounded by
-//! [`READ_TIMEOUT`] and the whole request by [`REQUEST_DEADLINE`]; the head is at most
-//! [`MAX_HEAD_BYTES`] (`431` beyond) and the body at most [`MAX_BODY_BYTES`] (`413`
-//! beyond). Bodies need `Content-Length` (`411` without it on `PUT`, and for any
-//! `Transfer-Encoding`; a `POST` without it has an empty body, as in RFC 9112, so that
-//! `curl -X POST .../reload` works). Every response is JSON with `Content-Length` and
-//! `Connection: close`.
+//! [`MAX_CONNECTIONS`] at a time (beyond that: `503` and close). The request head must arrive
+//! within [`HEAD_TIMEOUT`] of the connection (an idle connection cannot hold a slot for
+//! long); every read is bounded by [`READ_TIMEOUT`] and the whole request by
+//! [`REQUEST_DEADLINE`]; the head is at most [`MAX_HEAD_BYTES`] (`431` beyond) and the body at
+//! most [`MAX_BODY_BYTES`] (`413` beyond). With a token configured, every request but
+//! `GET /healthz` and `GET /readyz` must carry `Authorization: Bearer <token>`, checked before
+//! the body is read (`401` otherwise). Bodies need `Content-Length` (`411` without it on
+//! `PUT`, and for any `Transfer-Encoding`; a `POST` without it has an empty body, as in
+//! RFC 9112, so that `curl -X POST .../reload` works). Every response is JSON with
+//! `Content-Length` and `Connection: close`.
 
 use std::collections::HashMap;
 use std::fs;
@@ -24,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use portcullis_config::{AdminSettings, AdminToken};
+
 use super::routes::{self, Response};
 use super::{AdminListen, RevocationAdmin};
 
@@ -33,6 +38,9 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest wait for any single read from a client.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time from accepting a connection to the end of its request head. Admin clients
+/// send their request at once; a connection that does not gives its slot back quickly.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest time one request (head and body) may take to arrive.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// Longest wait for any single write to a client.
@@ -84,6 +92,8 @@ struct Shared {
     /// Clones of the open connections, so that [`Drop`] can unblock their reads.
     connections: Mutex<HashMap<u64, Conn>>,
     backend: Arc<dyn RevocationAdmin>,
+    /// The bearer token requests must carry, if configured.
+    token: Option<AdminToken>,
 }
 
 impl Shared {
@@ -168,14 +178,18 @@ impl Write for Conn {
     }
 }
 
-/// Starts the admin server on `listen`, serving `backend`.
+/// Starts the admin server on `settings.listen`, serving `backend`, requiring
+/// `settings.token` if one is configured.
 ///
 /// A TCP address must be loopback (`127.0.0.0/8` or `::1`); anything else is refused with
 /// [`io::ErrorKind::InvalidInput`]. For a Unix socket path, a stale socket file there is
 /// removed first (but not a file that is not a socket, nor a socket something still
 /// listens on), and the new socket gets mode `0600` before it accepts connections.
-pub fn start(listen: &AdminListen, backend: Arc<dyn RevocationAdmin>) -> io::Result<AdminServer> {
-    let (listener, local_addr, socket) = match listen {
+pub fn start(
+    settings: &AdminSettings,
+    backend: Arc<dyn RevocationAdmin>,
+) -> io::Result<AdminServer> {
+    let (listener, local_addr, socket) = match &settings.listen {
         AdminListen::Tcp(addr) => {
             if !addr.ip().to_canonical().is_loopback() {
                 return Err(io::Error::new(
@@ -199,6 +213,7 @@ pub fn start(listen: &AdminListen, backend: Arc<dyn RevocationAdmin>) -> io::Res
         next_id: AtomicU64::new(0),
         connections: Mutex::new(HashMap::new()),
         backend,
+        token: settings.token.clone(),
     });
     let accept = {
         let shared = Arc::clone(&shared);
@@ -374,7 +389,11 @@ fn dispatch(mut conn: Conn, shared: &Arc<Shared>) {
                 shared: &thread_shared,
                 id,
             };
-            if let Err(e) = serve(&mut conn, thread_shared.backend.as_ref()) {
+            if let Err(e) = serve(
+                &mut conn,
+                thread_shared.backend.as_ref(),
+                thread_shared.token.as_ref(),
+            ) {
                 tracing::debug!(error = %e, "admin: connection ended with an error");
             }
         });
@@ -421,10 +440,14 @@ impl From<io::Error> for ReadError {
     }
 }
 
-fn serve(conn: &mut Conn, backend: &dyn RevocationAdmin) -> io::Result<()> {
+fn serve(
+    conn: &mut Conn,
+    backend: &dyn RevocationAdmin,
+    token: Option<&AdminToken>,
+) -> io::Result<()> {
     conn.set_write_timeout(WRITE_TIMEOUT)?;
-    let deadline = Instant::now() + REQUEST_DEADLINE;
-    let response = match read_request(conn, deadline) {
+    let accepted = Instant::now();
+    let response = match read_request(conn, accepted, token) {
         Ok(Some(request)) => {
             let response = routes::handle(backend, &request.method, &request.target, &request.body);
             log_request(&request, &response);
@@ -487,12 +510,20 @@ fn read_some(conn: &mut Conn, buf: &mut [u8], deadline: Instant) -> io::Result<u
     }
 }
 
-/// Reads one request; `Ok(None)` if the client closed before sending anything.
-fn read_request(conn: &mut Conn, deadline: Instant) -> Result<Option<Request>, ReadError> {
+/// Reads one request; `Ok(None)` if the client closed before sending anything. The head must
+/// end within [`HEAD_TIMEOUT`] of `accepted` and carry `token` (if any) before the body is
+/// read; the whole request must arrive within [`REQUEST_DEADLINE`].
+fn read_request(
+    conn: &mut Conn,
+    accepted: Instant,
+    token: Option<&AdminToken>,
+) -> Result<Option<Request>, ReadError> {
+    let head_deadline = accepted + HEAD_TIMEOUT;
+    let deadline = accepted + REQUEST_DEADLINE;
     let mut buf = vec![0u8; MAX_HEAD_BYTES];
     let mut filled = 0;
     let (head_len, method, target, framing) = loop {
-        let n = read_some(conn, &mut buf[filled..], deadline)?;
+        let n = read_some(conn, &mut buf[filled..], head_deadline)?;
         if n == 0 {
             return if filled == 0 {
                 Ok(None)
@@ -507,6 +538,9 @@ fn read_request(conn: &mut Conn, deadline: Instant) -> Result<Option<Request>, R
             Ok(httparse::Status::Complete(head_len)) => {
                 let method = parsed.method.unwrap_or_default().to_owned();
                 let target = parsed.path.unwrap_or_default().to_owned();
+                if let Some(token) = token {
+                    authorize(token, &method, &target, parsed.headers)?;
+                }
                 let framing = framing(&method, parsed.headers)?;
                 break (head_len, method, target, framing);
             }
@@ -556,6 +590,46 @@ fn read_request(conn: &mut Conn, deadline: Instant) -> Result<Option<Request>, R
         method,
         target,
         body,
+    }))
+}
+
+/// Requests answered without the token: liveness and readiness probes.
+fn is_probe(method: &str, target: &str) -> bool {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    method == "GET" && matches!(path, "/healthz" | "/readyz")
+}
+
+/// Checks `Authorization: Bearer <token>` (exactly one such field) unless the request is a
+/// probe.
+fn authorize(
+    token: &AdminToken,
+    method: &str,
+    target: &str,
+    headers: &[httparse::Header<'_>],
+) -> Result<(), ReadError> {
+    if is_probe(method, target) {
+        return Ok(());
+    }
+    let mut fields = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("authorization"));
+    let presented = match (fields.next(), fields.next()) {
+        (Some(field), None) => field
+            .value
+            .strip_prefix(b"Bearer ")
+            .or_else(|| field.value.strip_prefix(b"bearer ")),
+        _ => None,
+    };
+    if presented.is_some_and(|p| token.matches(p)) {
+        return Ok(());
+    }
+    tracing::warn!(
+        method,
+        "admin: request refused: missing or wrong bearer token"
+    );
+    Err(ReadError::Respond(Response {
+        authenticate: true,
+        ..Response::error(401, "a valid bearer token is required (admin.token_file)")
     }))
 }
 
@@ -616,6 +690,7 @@ fn reason(status: u16) -> &'static str {
         100 => "Continue",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -643,6 +718,9 @@ fn encode_response(response: &Response) -> Vec<u8> {
     );
     if let Some(allow) = response.allow {
         out.extend_from_slice(format!("Allow: {allow}\r\n").as_bytes());
+    }
+    if response.authenticate {
+        out.extend_from_slice(b"WWW-Authenticate: Bearer realm=\"portcullis-admin\"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&response.body);

@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use portcullis_config::{AdminSettings, AdminToken};
 use serde_json::Value;
 
 use super::client::{self, import_path, revocation_path};
-use super::server::{self, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+use super::server::{self, HEAD_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES};
 use super::{AdminError, AdminListen, AdminServer, AdminTarget, ClientError, RevocationAdmin};
 
 /// Stores `viewers` and `partners`; serials are hex (colons allowed) normalised to upper
@@ -91,9 +92,20 @@ impl RevocationAdmin for Memory {
     }
 }
 
+/// Settings for `listen` without a token.
+fn no_token(listen: AdminListen) -> AdminSettings {
+    AdminSettings {
+        listen,
+        token: None,
+    }
+}
+
 fn start_tcp(backend: Arc<Memory>) -> (AdminServer, AdminTarget) {
-    let server = server::start(&AdminListen::Tcp(([127, 0, 0, 1], 0).into()), backend)
-        .expect("start admin server on 127.0.0.1:0");
+    let server = server::start(
+        &no_token(AdminListen::Tcp(([127, 0, 0, 1], 0).into())),
+        backend,
+    )
+    .expect("start admin server on 127.0.0.1:0");
     let addr = server.local_addr().expect("TCP server has an address");
     assert_ne!(addr.port(), 0);
     (server, AdminTarget::Tcp(addr))
@@ -101,8 +113,8 @@ fn start_tcp(backend: Arc<Memory>) -> (AdminServer, AdminTarget) {
 
 fn start_unix(dir: &Path, backend: Arc<Memory>) -> (AdminServer, AdminTarget) {
     let path = dir.join("admin.sock");
-    let server =
-        server::start(&AdminListen::Unix(path.clone()), backend).expect("start admin server");
+    let server = server::start(&no_token(AdminListen::Unix(path.clone())), backend)
+        .expect("start admin server");
     assert_eq!(server.local_addr(), None);
     assert_eq!(server.socket_path(), Some(path.as_path()));
     (server, AdminTarget::Unix(path))
@@ -291,13 +303,13 @@ fn admin_unix_socket_replaces_only_stale_sockets() {
     // A stale socket (its listener is gone) is replaced.
     drop(UnixListener::bind(&path).expect("bind stale"));
     assert!(path.exists());
-    let server = server::start(&AdminListen::Unix(path.clone()), backend.clone())
+    let server = server::start(&no_token(AdminListen::Unix(path.clone())), backend.clone())
         .expect("stale socket replaced");
     let target = AdminTarget::Unix(path.clone());
     assert_eq!(call(&target, "GET", "/healthz", b"").0, 200);
 
     // A live socket is not.
-    let err = server::start(&AdminListen::Unix(path.clone()), backend.clone())
+    let err = server::start(&no_token(AdminListen::Unix(path.clone())), backend.clone())
         .expect_err("live socket must not be replaced");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     assert_eq!(
@@ -310,7 +322,7 @@ fn admin_unix_socket_replaces_only_stale_sockets() {
     // Nor is a regular file.
     let file = dir.path().join("not-a-socket");
     std::fs::write(&file, b"keep me").expect("write");
-    let err = server::start(&AdminListen::Unix(file.clone()), backend)
+    let err = server::start(&no_token(AdminListen::Unix(file.clone())), backend)
         .expect_err("regular file must not be replaced");
     assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
     assert_eq!(std::fs::read(&file).expect("read"), b"keep me");
@@ -321,13 +333,16 @@ fn admin_refuses_non_loopback_tcp() {
     let backend: Arc<Memory> = Arc::default();
     for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.10:9901", "10.1.2.3:0"] {
         let addr: SocketAddr = addr.parse().expect("addr");
-        let err = server::start(&AdminListen::Tcp(addr), backend.clone())
+        let err = server::start(&no_token(AdminListen::Tcp(addr)), backend.clone())
             .expect_err("non-loopback must be refused");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{addr}");
     }
     // Any 127/8 address is loopback.
-    let server = server::start(&AdminListen::Tcp(([127, 0, 0, 1], 0).into()), backend)
-        .expect("loopback accepted");
+    let server = server::start(
+        &no_token(AdminListen::Tcp(([127, 0, 0, 1], 0).into())),
+        backend,
+    )
+    .expect("loopback accepted");
     assert!(server.local_addr().is_some_and(|a| a.ip().is_loopback()));
 }
 
@@ -517,6 +532,81 @@ fn admin_connection_cap_and_recovery() {
     }
     drop(idle);
     wait_for(|| server.open_connections() == 0);
+    assert_eq!(call(&target, "GET", "/healthz", b"").0, 200);
+}
+
+#[test]
+fn admin_idle_connections_give_their_slot_back() {
+    let backend: Arc<Memory> = Arc::default();
+    let (server, target) = start_tcp(backend);
+    let AdminTarget::Tcp(addr) = target else {
+        unreachable!("start_tcp returns a TCP target")
+    };
+    // Sixteen local connections that never send a request (or only part of one).
+    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|i| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            if i % 2 == 0 {
+                s.write_all(b"GET /heal").expect("partial head");
+            }
+            s
+        })
+        .collect();
+    wait_for(|| server.open_connections() == MAX_CONNECTIONS);
+    let full = Instant::now();
+    wait_for(|| server.open_connections() == 0);
+    let freed = full.elapsed();
+    assert!(
+        freed < HEAD_TIMEOUT + Duration::from_millis(1500),
+        "idle connections held their slots for {freed:?}"
+    );
+    assert_eq!(call(&target, "GET", "/healthz", b"").0, 200);
+    drop(idle);
+}
+
+#[test]
+fn admin_token_is_required_before_the_body_is_read() {
+    let backend: Arc<Memory> = Arc::default();
+    let token = "0123456789abcdef0123456789abcdef";
+    let settings = AdminSettings {
+        listen: AdminListen::Tcp(([127, 0, 0, 1], 0).into()),
+        token: Some(AdminToken::new(token.as_bytes().to_vec())),
+    };
+    let server = server::start(&settings, backend.clone()).expect("start");
+    let target = AdminTarget::Tcp(server.local_addr().expect("addr"));
+    let path = revocation_path("viewers", "0a");
+    for presented in [
+        None,
+        Some("wrong-token-wrong-token-wrong-tok"),
+        Some(&token[1..]),
+    ] {
+        let (status, body) =
+            client::request_with_token(&target, presented, "PUT", &path, b"stolen")
+                .expect("request");
+        assert_eq!(status, 401, "{presented:?}: {body}");
+    }
+    assert!(backend.entries().is_empty(), "no change without the token");
+    // Refused on the head alone: a client without the token cannot make the server wait
+    // for (or read) a large body.
+    let started = Instant::now();
+    let r = raw(
+        &target,
+        b"POST /revocations/viewers/import HTTP/1.1\r\nContent-Length: 60000000\r\n\r\n",
+    );
+    assert_eq!(r.status, 401);
+    assert!(r.head.contains("www-authenticate: bearer"), "{}", r.head);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Two Authorization fields are refused even if one is right.
+    let r = raw(
+        &target,
+        format!("GET /revocations/viewers/0a HTTP/1.1\r\nAuthorization: Bearer {token}\r\nAuthorization: Bearer x\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+    // The right token works; probes need none.
+    let (status, body) =
+        client::request_with_token(&target, Some(token), "PUT", &path, b"stolen").expect("put");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(backend.entries().len(), 1);
     assert_eq!(call(&target, "GET", "/healthz", b"").0, 200);
 }
 

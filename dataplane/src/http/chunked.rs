@@ -6,6 +6,9 @@ use super::HttpError;
 pub const MAX_CHUNK_LINE: usize = 1024;
 /// Largest accepted trailer section (every byte after the last-chunk line).
 pub const MAX_TRAILERS: usize = 16 * 1024;
+/// What ends a chunked body whose trailer section was dropped
+/// ([`ChunkedDecoder::advance_dropping_trailers`]): the empty line after the last chunk.
+pub const END_OF_TRAILERS: &[u8] = b"\r\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -92,12 +95,53 @@ impl ChunkedDecoder {
         self.advance_payload(data, |_| {})
     }
 
+    /// Like [`advance`](Self::advance), for forwarding a body without its trailer section:
+    /// also returns how many of the leading bytes to forward, which is everything up to the end
+    /// of the last-chunk line and nothing after it. Once the body is complete the forwarded
+    /// bytes end with that line, and the caller completes the body with [`END_OF_TRAILERS`].
+    /// Returns `(used, forward, complete)`.
+    pub fn advance_dropping_trailers(
+        &mut self,
+        data: &[u8],
+    ) -> Result<(usize, usize, bool), HttpError> {
+        if self.in_trailers() {
+            let (used, complete) = self.advance(data)?;
+            return Ok((used, 0, complete));
+        }
+        let mut trailers_at = None;
+        let (used, complete) = self.advance_inner(data, |_| {}, &mut trailers_at)?;
+        Ok((used, trailers_at.unwrap_or(used), complete))
+    }
+
+    /// Whether the last chunk has been seen (only trailers and the final CRLF may follow).
+    fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart
+                | State::TrailerLine
+                | State::TrailerLf
+                | State::FinalLf
+                | State::Done
+        )
+    }
+
     /// Like [`advance`](Self::advance), also calling `on_payload` with every run of chunk data
     /// (the de-chunked payload, in order), e.g. to serve an HTTP/1.0 client.
     pub fn advance_payload(
         &mut self,
         data: &[u8],
+        on_payload: impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), HttpError> {
+        self.advance_inner(data, on_payload, &mut None)
+    }
+
+    /// The decoding loop; `trailers_at` receives the offset in `data` just after the
+    /// last-chunk line, if that line ends in `data`.
+    fn advance_inner(
+        &mut self,
+        data: &[u8],
         mut on_payload: impl FnMut(&[u8]),
+        trailers_at: &mut Option<usize>,
     ) -> Result<(usize, bool), HttpError> {
         let mut i = 0;
         while i < data.len() {
@@ -119,9 +163,13 @@ impl ChunkedDecoder {
                 _ => {
                     let b = data[i];
                     i += 1;
+                    let before = self.state;
                     if let Err(e) = self.step(b) {
                         self.state = State::Failed;
                         return Err(e);
+                    }
+                    if before == State::SizeLf && self.state == State::TrailerStart {
+                        *trailers_at = Some(i);
                     }
                     if self.state == State::Done {
                         return Ok((i, true));
@@ -399,5 +447,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Forwards `input` cut at every position, dropping trailers; returns the forwarded bytes.
+    fn forward_without_trailers(input: &[u8], cut: usize) -> Vec<u8> {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        for piece in [&input[..cut], &input[cut..]] {
+            let (used, forward, complete) = d.advance_dropping_trailers(piece).expect("valid");
+            assert!(forward <= used);
+            out.extend_from_slice(&piece[..forward]);
+            if complete {
+                out.extend_from_slice(END_OF_TRAILERS);
+                return out;
+            }
+            assert_eq!(used, piece.len());
+        }
+        panic!("incomplete body");
+    }
+
+    #[test]
+    fn trailers_are_dropped_when_forwarding() {
+        let with = b"3\r\nabc\r\n0;x=y\r\nContent-Length: 9\r\nCloudFront-Viewer-Cert-Present: 1\r\n\r\nNEXT";
+        let without = b"3\r\nabc\r\n0\r\n\r\nNEXT";
+        for cut in 0..=with.len() - 4 {
+            assert_eq!(
+                forward_without_trailers(&with[..with.len() - 4], cut),
+                b"3\r\nabc\r\n0;x=y\r\n\r\n",
+                "cut at {cut}"
+            );
+        }
+        for cut in 0..=without.len() - 4 {
+            assert_eq!(
+                forward_without_trailers(&without[..without.len() - 4], cut),
+                b"3\r\nabc\r\n0\r\n\r\n"
+            );
+        }
+        // The body still ends where it ends: the pipelined bytes are not consumed.
+        let mut d = ChunkedDecoder::new();
+        let (used, forward, complete) = d.advance_dropping_trailers(with).expect("valid");
+        assert!(complete);
+        assert_eq!(&with[used..], b"NEXT");
+        assert_eq!(&with[..forward], b"3\r\nabc\r\n0;x=y\r\n");
     }
 }

@@ -17,14 +17,16 @@ macro_rules! canned {
     };
 }
 
-/// A complete response for `status` (400, 403, 408, 431, 500, 501, 502, 503 or 504; any other
+/// A complete response for `status` (400, 403, 405, 408, 421, 431, 500, 501, 502, 503 or 504; any other
 /// value gives the 500 response): status line, `Content-Type: text/plain`, `Content-Length`,
 /// `Connection: close` and the reason phrase as body. The connection is closed after it.
 pub fn error_response(status: u16) -> &'static [u8] {
     match status {
         400 => canned!("400", "Bad Request", "12"),
         403 => canned!("403", "Forbidden", "10"),
+        405 => canned!("405", "Method Not Allowed", "19"),
         408 => canned!("408", "Request Timeout", "16"),
+        421 => canned!("421", "Misdirected Request", "20"),
         431 => canned!("431", "Request Header Fields Too Large", "32"),
         501 => canned!("501", "Not Implemented", "16"),
         502 => canned!("502", "Bad Gateway", "12"),
@@ -41,7 +43,7 @@ mod tests {
 
     #[test]
     fn responses_are_well_formed() {
-        for status in [400u16, 403, 408, 431, 500, 501, 502, 503, 504] {
+        for status in [400u16, 403, 405, 408, 421, 431, 500, 501, 502, 503, 504] {
             let bytes = error_response(status);
             let head = parse_response_head(bytes, false)
                 .expect("valid")

@@ -5,6 +5,7 @@
 //! make these functions panic. Heads are parsed with `httparse` into stack arrays and rewritten
 //! into caller-provided buffers, so the hot path does not allocate.
 
+pub mod authority;
 pub mod chunked;
 pub mod error_response;
 mod headers;
@@ -73,15 +74,24 @@ pub enum HttpError {
     /// Both `Content-Length` and `Transfer-Encoding` are present.
     #[error("both Content-Length and Transfer-Encoding")]
     ContentLengthWithTransferEncoding,
-    /// Several `Content-Length` fields with different values.
-    #[error("conflicting Content-Length values")]
+    /// More than one `Content-Length` field (even with equal values: refused, as nginx does,
+    /// rather than guessing which one the next hop would use).
+    #[error("more than one Content-Length field")]
     ConflictingContentLength,
     /// `Content-Length` is not a decimal number that fits in 64 bits.
     #[error("invalid Content-Length")]
     InvalidContentLength,
-    /// `Transfer-Encoding` is not exactly `chunked`.
+    /// `Transfer-Encoding` is not exactly `chunked` (`chunked, identity`, `xchunked`,
+    /// `gzip, chunked`, ...): refused rather than interpreted differently from the origin.
     #[error("unsupported Transfer-Encoding")]
     UnsupportedTransferEncoding,
+    /// The request target is not origin-form (`/path`), absolute-form (`http://host/path`) or
+    /// `*` with OPTIONS, or it carries a fragment.
+    #[error("invalid request target")]
+    InvalidTarget,
+    /// `CONNECT`: the proxy does not tunnel.
+    #[error("CONNECT is not supported")]
+    MethodNotAllowed,
     /// More than one `Transfer-Encoding` field.
     #[error("multiple Transfer-Encoding fields")]
     MultipleTransferEncoding,
@@ -94,6 +104,9 @@ pub enum HttpError {
     /// More than one `Host` field.
     #[error("multiple Host fields")]
     MultipleHost,
+    /// The `Host` value or an absolute-form target's authority is not a plain `host[:port]`.
+    #[error("invalid Host or request-target authority")]
+    InvalidHost,
     /// Malformed chunked body (the reason says where).
     #[error("invalid chunked body: {0}")]
     InvalidChunkedBody(&'static str),
@@ -117,22 +130,25 @@ pub enum HttpError {
 impl HttpError {
     /// The status code to answer the client with.
     ///
-    /// Request errors give 400, 431 or 501; response errors give 502. Errors of a
+    /// Request errors give 400, 405 or 431; response errors give 502. Errors of a
     /// [`ChunkedDecoder`] give 400 (they are meant for request bodies; on a response body the
     /// client head was already sent and the caller just closes the connection).
     pub fn status(&self) -> u16 {
         match self {
             HttpError::TooManyHeaders | HttpError::HeadTooLarge => 431,
-            HttpError::UnsupportedTransferEncoding => 501,
+            HttpError::MethodNotAllowed => 405,
             HttpError::MalformedResponse(_) | HttpError::InvalidResponse(_) => 502,
             HttpError::MalformedRequest(_)
             | HttpError::ContentLengthWithTransferEncoding
             | HttpError::ConflictingContentLength
+            | HttpError::UnsupportedTransferEncoding
+            | HttpError::InvalidTarget
             | HttpError::InvalidContentLength
             | HttpError::MultipleTransferEncoding
             | HttpError::TransferEncodingInHttp10
             | HttpError::MissingHost
             | HttpError::MultipleHost
+            | HttpError::InvalidHost
             | HttpError::InvalidChunkedBody(_)
             | HttpError::ChunkSizeOverflow
             | HttpError::ChunkLineTooLong
@@ -149,7 +165,9 @@ mod tests {
     fn status_mapping() {
         assert_eq!(HttpError::TooManyHeaders.status(), 431);
         assert_eq!(HttpError::HeadTooLarge.status(), 431);
-        assert_eq!(HttpError::UnsupportedTransferEncoding.status(), 501);
+        assert_eq!(HttpError::UnsupportedTransferEncoding.status(), 400);
+        assert_eq!(HttpError::MethodNotAllowed.status(), 405);
+        assert_eq!(HttpError::InvalidTarget.status(), 400);
         assert_eq!(HttpError::MissingHost.status(), 400);
         assert_eq!(
             HttpError::MalformedRequest(httparse::Error::Token).status(),

@@ -1,8 +1,10 @@
 //! Client request heads: parsing and rewriting for the origin.
 
 use std::io::Write as _;
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
+use super::authority::absolute_form_authority;
 use super::headers::{
     is_hop_by_hop, named_in_connection, offset_in, parse_content_length, push_field,
     ConnectionTokens, HeaderLines,
@@ -11,8 +13,9 @@ use super::{BodyFraming, HttpError, Span};
 use crate::viewer_cert::HEADER_PREFIX_LOWER;
 
 /// The largest number of request header fields [`parse_request_head`] accepts, whatever its
-/// `max_headers` argument (the parse uses an array of this size on the stack).
-pub const MAX_REQUEST_HEADERS: usize = 128;
+/// `max_headers` argument (the largest `server.limits.max_header_count`). The parse uses an
+/// uninitialised array of this size on the stack, so a large bound costs nothing per request.
+pub const MAX_REQUEST_HEADERS: usize = 1000;
 
 /// A parsed request head. Byte ranges refer to the buffer it was parsed from, which must be
 /// passed again (unchanged) to [`write_origin_request`].
@@ -32,12 +35,18 @@ pub struct RequestHead {
     pub header_count: usize,
     /// The value of the `Host` field, if any.
     pub host: Option<Span>,
+    /// The authority of an absolute-form target (`GET http://host/path`), if the target is one.
+    pub authority: Option<Span>,
     /// How the request body is delimited (never [`BodyFraming::UntilClose`]).
     pub framing: BodyFraming,
     /// The client wants the connection kept open after this exchange.
     pub keep_alive: bool,
     /// HTTP/1.1 request with `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// The request may be sent again after a failure that cannot tell whether the origin
+    /// processed it: an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE; RFC 9110
+    /// section 9.2.2) or an `Idempotency-Key` field.
+    pub idempotent: bool,
     /// The method is `HEAD`.
     is_head: bool,
     /// Number of `X-Forwarded-For` fields.
@@ -67,6 +76,11 @@ impl RequestHead {
         self.host.map(|s| s.get(buf))
     }
 
+    /// The authority of an absolute-form target, if the target is one.
+    pub fn authority<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        self.authority.map(|s| s.get(buf))
+    }
+
     fn header_block<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         buf.get(self.headers_start..self.header_len).unwrap_or(&[])
     }
@@ -81,10 +95,11 @@ pub fn parse_request_head(
     buf: &[u8],
     max_headers: usize,
 ) -> Result<Option<RequestHead>, HttpError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+    let mut storage =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_REQUEST_HEADERS];
     let limit = max_headers.min(MAX_REQUEST_HEADERS);
-    let mut req = httparse::Request::new(&mut storage[..limit]);
-    let header_len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let header_len = match req.parse_with_uninit_headers(buf, &mut storage[..limit]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
@@ -108,6 +123,7 @@ pub fn parse_request_head(
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut connection = ConnectionTokens::default();
     let mut expect_continue = false;
+    let mut idempotency_key = false;
     let mut xff_count = 0;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
@@ -122,7 +138,7 @@ pub fn parse_request_head(
             });
         } else if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_content_length(h.value)?;
-            if content_length.is_some_and(|prev| prev != n) {
+            if content_length.is_some() {
                 return Err(HttpError::ConflictingContentLength);
             }
             content_length = Some(n);
@@ -137,6 +153,8 @@ pub fn parse_request_head(
             expect_continue |= h.value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             xff_count += 1;
+        } else if name.eq_ignore_ascii_case(b"idempotency-key") {
+            idempotency_key = true;
         }
     }
 
@@ -155,6 +173,15 @@ pub fn parse_request_head(
     if version == 1 && host.is_none() {
         return Err(HttpError::MissingHost);
     }
+    check_target(method, path.as_bytes())?;
+    let authority = absolute_form_authority(path.as_bytes()).map(|a| {
+        // A subslice of `path`, which starts at `path_start`.
+        let start = path_start + (a.as_ptr() as usize - path.as_ptr() as usize);
+        Span {
+            start,
+            end: start + a.len(),
+        }
+    });
     let keep_alive = if version == 1 {
         !connection.close
     } else {
@@ -175,39 +202,84 @@ pub fn parse_request_head(
         headers_start,
         header_count: req.headers.len(),
         host,
+        authority,
         framing,
         keep_alive,
         expect_continue: expect_continue && version == 1,
+        idempotent: idempotency_key
+            || matches!(
+                method,
+                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            ),
         is_head: method == "HEAD",
         xff_count,
         connection_names_fields: connection.other,
     }))
 }
 
-/// True for the request fields the proxy never forwards (besides those named in `Connection`).
+/// Refuses request targets the proxy must not forward: anything but origin-form (`/path`),
+/// absolute-form (`http(s)://authority/path`) and `*` for OPTIONS; a fragment (`#`), which a
+/// client never sends; and CONNECT (authority-form), since the proxy does not tunnel.
+fn check_target(method: &str, target: &[u8]) -> Result<(), HttpError> {
+    if method == "CONNECT" {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    let form_ok = match target {
+        [b'/', ..] => true,
+        b"*" => method == "OPTIONS",
+        _ => absolute_form_authority(target).is_some(),
+    };
+    if !form_ok || target.contains(&b'#') {
+        return Err(HttpError::InvalidTarget);
+    }
+    Ok(())
+}
+
+/// Client-sent fields that would speak for the edge, which only Portcullis may set: the origin
+/// would take them for the proxy's own. `X-Forwarded-Proto` is set again by the proxy;
+/// `X-Forwarded-For` is kept and the client address appended to it.
+const EDGE_FIELDS: [&[u8]; 5] = [
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-real-ip",
+    b"forwarded",
+];
+
+/// True for the request fields the proxy never forwards (besides those named in `Connection`):
+/// `CloudFront-Viewer-Cert-*` in any case and with `_` for `-` (CGI-style origins map both
+/// spellings to one variable), hop-by-hop fields, `Expect` and [`EDGE_FIELDS`].
 fn is_dropped_request_field(name: &[u8]) -> bool {
     let prefix = HEADER_PREFIX_LOWER.as_bytes();
-    name.get(..prefix.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    let viewer_cert = name.get(..prefix.len()).is_some_and(|p| {
+        p.iter()
+            .zip(prefix)
+            .all(|(&a, &b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
+    });
+    viewer_cert
         || is_hop_by_hop(name)
         || name.eq_ignore_ascii_case(b"expect")
-        || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+        || EDGE_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
 }
 
 /// Writes (appends to `out`) the request head to send to the origin.
 ///
-/// `head` must have been parsed from `buf`. Writes `METHOD target HTTP/1.1`, then the client's
-/// fields except: `CloudFront-Viewer-Cert-*` (always stripped: only the edge sets them),
-/// hop-by-hop fields and those named in `Connection` (never `Host`, `Content-Length` or
-/// `Transfer-Encoding`, which are kept as sent with the body), `Expect` and `X-Forwarded-Proto`.
-/// `client_ip` is appended to the last `X-Forwarded-For` (or a new one is added), then
-/// `X-Forwarded-Proto: https`, the pre-rendered `viewer_headers` block (complete
-/// `Name: value\r\n` lines) and the final empty line. The origin connection stays keep-alive.
+/// `head` must have been parsed from `buf`. Writes `METHOD target HTTP/1.1`, then
+/// `Host: fallback_host` if the request has no `Host` (an HTTP/1.0 request), then the client's
+/// fields except: `CloudFront-Viewer-Cert-*` (always stripped, in either spelling: only the
+/// edge sets them), hop-by-hop fields and those named in `Connection` (never `Host`,
+/// `Content-Length` or `Transfer-Encoding`, which are kept as sent with the body), `Expect`,
+/// the edge's own fields (`X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port`,
+/// `X-Real-IP`, `Forwarded`). `client_ip` is appended to the last
+/// `X-Forwarded-For` (or a new one is added), then `X-Forwarded-Proto: https`, the
+/// pre-rendered `viewer_headers` block (complete `Name: value\r\n` lines) and the final empty
+/// line. The origin connection stays keep-alive.
 pub fn write_origin_request(
     head: &RequestHead,
     buf: &[u8],
     client_ip: IpAddr,
     viewer_headers: &[u8],
+    fallback_host: &[u8],
     out: &mut Vec<u8>,
 ) {
     let block = head.header_block(buf);
@@ -216,6 +288,9 @@ pub fn write_origin_request(
     out.push(b' ');
     out.extend_from_slice(head.path(buf));
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if head.host.is_none() {
+        push_field(out, b"Host", fallback_host);
+    }
 
     let xff_listed = head.connection_names_fields && named_in_connection(block, b"x-forwarded-for");
     let xff_kept = if xff_listed { 0 } else { head.xff_count };
@@ -279,6 +354,7 @@ mod tests {
             buf,
             IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
             viewer,
+            b"site.test",
             &mut out,
         );
         String::from_utf8(out).expect("utf8")
@@ -370,14 +446,10 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        let ok: [(&[u8], BodyFraming); 5] = [
+        let ok: [(&[u8], BodyFraming); 4] = [
             (
                 b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n",
                 BodyFraming::Chunked,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nContent-Length: 10\r\n\r\n",
-                BodyFraming::ContentLength(10),
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
@@ -395,68 +467,84 @@ mod tests {
         for (buf, f) in ok {
             assert_eq!(parse_ok(buf).framing, f);
         }
-        let bad: [(&[u8], HttpError); 10] = [
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-                HttpError::ContentLengthWithTransferEncoding,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-                HttpError::ConflictingContentLength,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n",
-                HttpError::InvalidContentLength,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
-                HttpError::InvalidContentLength,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n",
-                HttpError::InvalidContentLength,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                HttpError::UnsupportedTransferEncoding,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-                HttpError::MultipleTransferEncoding,
-            ),
-            (
-                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-                HttpError::TransferEncodingInHttp10,
-            ),
-            (b"GET / HTTP/1.1\r\nAccept: x\r\n\r\n", HttpError::MissingHost),
-            (
-                b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                HttpError::MultipleHost,
-            ),
+    }
+
+    /// Request-smuggling shapes (after the published research and HAProxy's and Envoy's HTTP/1
+    /// tests): every one is refused with 400 before anything reaches an origin.
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        use HttpError as E;
+        let bad: [(&[u8], HttpError); 22] = [
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", E::ContentLengthWithTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", E::ContentLengthWithTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", E::ConflictingContentLength),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", E::ConflictingContentLength),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n", E::InvalidContentLength),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\n", E::InvalidContentLength),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x3\r\n\r\n", E::InvalidContentLength),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", E::InvalidContentLength),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n", E::InvalidContentLength),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n", E::UnsupportedTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", E::UnsupportedTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", E::UnsupportedTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", E::UnsupportedTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", E::UnsupportedTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", E::MultipleTransferEncoding),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", E::TransferEncodingInHttp10),
+            (b"GET / HTTP/1.1\r\nAccept: x\r\n\r\n", E::MissingHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", E::MultipleHost),
+            (b"GET example.com HTTP/1.1\r\nHost: h\r\n\r\n", E::InvalidTarget),
+            (b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", E::InvalidTarget),
+            (b"GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n", E::InvalidTarget),
+            (b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", E::MethodNotAllowed),
         ];
         for (buf, e) in bad {
-            assert_eq!(
-                parse(buf),
-                Err(e.clone()),
-                "{:?}",
-                String::from_utf8_lossy(buf)
-            );
+            let got = parse(buf);
+            assert_eq!(got, Err(e.clone()), "{:?}", String::from_utf8_lossy(buf));
+            let status = e.status();
+            assert!(status == 400 || (e == E::MethodNotAllowed && status == 405));
         }
-        assert_eq!(
-            HttpError::UnsupportedTransferEncoding.status(),
-            501,
-            "TE other than chunked is 501"
-        );
+        // Forms that are fine.
+        for buf in [
+            &b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET http://h/a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a?b=/c HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert!(parse(buf).is_ok(), "{:?}", String::from_utf8_lossy(buf));
+        }
+    }
+
+    /// Bare LF line endings are accepted the same way everywhere in a head and the origin
+    /// always gets CRLF, so no two hops can split the head differently.
+    #[test]
+    fn bare_lf_heads_are_normalised() {
+        let buf = b"POST /x HTTP/1.1\nHost: h\nContent-Length: 2\nX: y\n\nhi";
+        let head = parse_ok(buf);
+        assert_eq!(head.framing, BodyFraming::ContentLength(2));
+        assert_eq!(&buf[head.header_len..], b"hi");
+        let out = rewrite(buf, b"");
+        assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
+        assert!(out.starts_with("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX: y\r\n"));
     }
 
     #[test]
     fn malformed_heads() {
-        let bad: [&[u8]; 9] = [
+        let bad: [&[u8]; 19] = [
             b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", // obs-fold
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n", // obs-fold (tab)
             b"GET / HTTP/1.1\r\nHost: h\r\nX : a\r\n\r\n",      // space before colon
+            b"GET / HTTP/1.1\r\nHost: h\r\nX\t: a\r\n\r\n",     // tab before colon
             b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",    // bare CR
-            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00\r\n\r\n",   // NUL
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00\r\n\r\n",   // NUL in a value
+            b"GET / HTTP/1.1\r\nHost: h\r\nX\x00Y: a\r\n\r\n",  // NUL in a name
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n",  // control character
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n",   // DEL
+            b"GET / HTTP/1.1\r\nHost: h\r\n: empty name\r\n\r\n",
             b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/0.9\r\n\r\n",
+            b"GET /\r\n\r\n", // HTTP/0.9 request line
+            b"GET / http/1.1\r\nHost: h\r\n\r\n",
             b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
             b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
             b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -534,7 +622,7 @@ mod tests {
         let out = rewrite(buf, b"");
         assert_eq!(
             out,
-            "GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\nA: b\r\n\
+            "GET / HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-For: 10.0.0.1\r\nA: b\r\n\
              x-forwarded-for: 10.0.0.2, 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
         );
         let buf = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For:\r\n\r\n";
@@ -566,15 +654,98 @@ mod tests {
             buf,
             IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
             b"",
+            b"h",
             &mut out,
         );
         let s = String::from_utf8(out.clone()).expect("utf8");
         assert!(s.contains("\r\nX-Forwarded-For: 2001:db8::1\r\n"), "{s}");
         out.clear();
         let mapped = Ipv4Addr::new(203, 0, 113, 9).to_ipv6_mapped();
-        write_origin_request(&head, buf, IpAddr::V6(mapped), b"", &mut out);
+        write_origin_request(&head, buf, IpAddr::V6(mapped), b"", b"h", &mut out);
         let s = String::from_utf8(out).expect("utf8");
         assert!(s.contains("X-Forwarded-For: 203.0.113.9\r\n"), "{s}");
+    }
+
+    #[test]
+    fn rewrite_strips_edge_fields_in_both_spellings() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\n\
+            CloudFront_Viewer_Cert_Present: 1\r\n\
+            cloudfront_viewer-cert-subject: CN=forged\r\n\
+            Forwarded: for=198.51.100.1\r\n\
+            X-Real-IP: 198.51.100.1\r\n\
+            X-Forwarded-Host: admin.internal\r\n\
+            X-Forwarded-Port: 80\r\n\
+            CloudFront-Viewer-Country: XX\r\n\
+            CloudFront_Viewer: kept\r\n\
+            \r\n";
+        let out = rewrite(buf, b"CloudFront-Viewer-Cert-Present: 0\r\n");
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: h\r\nCloudFront-Viewer-Country: XX\r\n\
+             CloudFront_Viewer: kept\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: https\r\nCloudFront-Viewer-Cert-Present: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_without_host_gets_the_fallback() {
+        let out = rewrite(b"GET /x HTTP/1.0\r\nA: b\r\n\r\n", b"");
+        assert!(
+            out.starts_with("GET /x HTTP/1.1\r\nHost: site.test\r\nA: b\r\n"),
+            "{out}"
+        );
+        let out = rewrite(b"GET /x HTTP/1.0\r\nHost: given\r\n\r\n", b"");
+        assert_eq!(out.matches("Host:").count(), 1);
+        assert!(out.contains("Host: given\r\n"));
+    }
+
+    #[test]
+    fn idempotency_and_absolute_form() {
+        for (buf, idempotent) in [
+            (&b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..], true),
+            (b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n", true),
+            (b"PUT / HTTP/1.1\r\nHost: h\r\n\r\n", true),
+            (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", true),
+            (b"POST / HTTP/1.1\r\nHost: h\r\n\r\n", false),
+            (b"PATCH / HTTP/1.1\r\nHost: h\r\n\r\n", false),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nIdempotency-Key: 8e03\r\n\r\n",
+                true,
+            ),
+            (b"get / HTTP/1.1\r\nHost: h\r\n\r\n", false),
+        ] {
+            assert_eq!(
+                parse_ok(buf).idempotent,
+                idempotent,
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+        let buf = b"GET https://Other.test:8443/p?q HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = parse_ok(buf);
+        assert_eq!(h.authority(buf), Some(&b"Other.test:8443"[..]));
+        assert_eq!(h.path(buf), b"https://Other.test:8443/p?q");
+        assert_eq!(
+            parse_ok(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n").authority,
+            None
+        );
+    }
+
+    #[test]
+    fn header_count_follows_the_setting_beyond_128() {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..499 {
+            buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        let h = parse_request_head(&buf, 500)
+            .expect("500 fields allowed")
+            .expect("complete");
+        assert_eq!(h.header_count, 500);
+        assert_eq!(
+            parse_request_head(&buf, 499),
+            Err(HttpError::TooManyHeaders)
+        );
     }
 
     #[test]
@@ -609,6 +780,7 @@ mod tests {
                                 &b[..n],
                                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                                 b"",
+                                b"fallback",
                                 &mut out,
                             );
                             assert!(out.ends_with(b"\r\n\r\n"));

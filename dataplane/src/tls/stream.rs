@@ -14,6 +14,8 @@ use foreign_types::ForeignTypeRef;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
+use crate::write_timeout;
+
 /// Ciphertext read buffer while traffic is light (an idle connection waits with this much):
 /// room for a typical request in one record.
 const INCOMING_LIGHT: usize = 2048;
@@ -96,9 +98,13 @@ pub enum TlsError {
 pub struct TlsStream<T> {
     ssl: SslStream<CipherBuffers>,
     transport: T,
+    /// Longest wait for the client to take any sent bytes (zero: no bound).
+    send_timeout: Duration,
     /// TLS 1.3 session tickets are queued inside BoringSSL until the first write, so they
     /// leave with the first response instead of in a send of their own.
     tickets_queued: bool,
+    /// A send failed or timed out: the connection can only be closed.
+    send_failed: bool,
 }
 
 impl<T> std::fmt::Debug for TlsStream<T> {
@@ -119,8 +125,17 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         Ok(Self {
             ssl: SslStream::new(ssl, buffers)?,
             transport,
+            send_timeout: Duration::ZERO,
             tickets_queued: false,
+            send_failed: false,
         })
+    }
+
+    /// Bounds every send: when the client takes no bytes for `timeout`, the send fails with
+    /// [`io::ErrorKind::TimedOut`] and the connection can only be dropped (a client that
+    /// stops reading must not hold the connection, its buffers or an origin connection).
+    pub fn set_send_timeout(&mut self, timeout: Duration) {
+        self.send_timeout = timeout;
     }
 
     /// The BoringSSL session (negotiated version, peer certificate, ex-data, ...).
@@ -140,19 +155,19 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
             match self.ssl.accept() {
                 Ok(()) => {
                     self.tickets_queued = self.ssl.ssl().version2() == Some(SslVersion::TLS1_3);
-                    self.flush().await?;
+                    self.send_pending().await?;
                     return Ok(());
                 }
                 Err(e) if e.code() == ErrorCode::WANT_READ => {
-                    self.flush().await?;
+                    self.send_pending().await?;
                     if !self.fill().await? {
                         return Err(TlsError::Eof);
                     }
                 }
-                Err(e) if e.code() == ErrorCode::WANT_WRITE => self.flush().await?,
+                Err(e) if e.code() == ErrorCode::WANT_WRITE => self.send_pending().await?,
                 Err(e) => {
                     // Best effort: deliver the alert that explains the refusal.
-                    let _ = self.flush().await;
+                    let _ = self.send_pending().await;
                     return Err(TlsError::Ssl(e));
                 }
             }
@@ -169,17 +184,17 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
             match self.ssl.ssl_read(buf) {
                 Ok(n) => {
                     if !self.ssl.get_ref().outgoing.is_empty() {
-                        self.flush().await?;
+                        self.send_pending().await?;
                     }
                     return Ok(n);
                 }
                 Err(e) if e.code() == ErrorCode::WANT_READ => {
-                    self.flush().await?;
+                    self.send_pending().await?;
                     if !self.fill().await? {
                         return Ok(0);
                     }
                 }
-                Err(e) if e.code() == ErrorCode::WANT_WRITE => self.flush().await?,
+                Err(e) if e.code() == ErrorCode::WANT_WRITE => self.send_pending().await?,
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Ok(0),
                 Err(e) if e.code() == ErrorCode::SYSCALL && self.ssl.get_ref().eof => return Ok(0),
                 Err(e) => return Err(ssl_to_io(e)),
@@ -242,7 +257,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         if self.has_buffered_input() {
             return Ok(());
         }
-        self.flush().await?;
+        self.send_pending().await?;
         self.release_buffers();
         if self.tickets_queued {
             // Usually the first request is on its way: give it a moment to carry the
@@ -283,13 +298,16 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         if ret < 0 {
             tracing::debug!("flushing session tickets failed");
         }
-        self.flush().await
+        self.send_pending().await
     }
 
-    /// Sends close_notify (best effort) and shuts the transport down.
+    /// Sends close_notify (best effort) and shuts the transport down. After a failed send
+    /// nothing more is sent.
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        let _ = self.ssl.shutdown();
-        self.flush().await?;
+        if !self.send_failed {
+            let _ = self.ssl.shutdown();
+            self.flush().await?;
+        }
         self.transport.shutdown().await
     }
 
@@ -320,8 +338,14 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         }
     }
 
-    /// Writes every pending ciphertext byte to the transport.
-    pub async fn flush(&mut self) -> io::Result<()> {
+    /// Writes every pending ciphertext byte to the transport with no time-out of its own: for
+    /// the handshake and read paths, whose callers bound the whole operation (handshake,
+    /// request head and idle time-outs). Keeping the send timer out of these futures keeps an
+    /// idle connection's task small.
+    async fn send_pending(&mut self) -> io::Result<()> {
+        if self.send_failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         let pending = std::mem::take(&mut self.ssl.get_mut().outgoing);
         if pending.is_empty() {
             self.ssl.get_mut().outgoing = pending;
@@ -330,7 +354,32 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         let (result, mut pending) = self.transport.write_all(pending).await;
         pending.clear();
         self.ssl.get_mut().outgoing = pending;
+        if result.is_err() {
+            self.send_failed = true;
+        }
         result.map(|_| ())
+    }
+
+    /// Writes every pending ciphertext byte to the transport, each write bounded by the
+    /// send time-out. Once a send failed, every later one fails at once.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.send_failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let pending = std::mem::take(&mut self.ssl.get_mut().outgoing);
+        if pending.is_empty() {
+            self.ssl.get_mut().outgoing = pending;
+            return Ok(());
+        }
+        let len = pending.len();
+        let (result, mut pending) =
+            write_timeout::write_all(&mut self.transport, pending, 0..len, self.send_timeout).await;
+        pending.clear();
+        self.ssl.get_mut().outgoing = pending;
+        if result.is_err() {
+            self.send_failed = true;
+        }
+        result
     }
 
     /// Reads more ciphertext from the transport. Returns false at end of stream.
