@@ -20,7 +20,7 @@ const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 /// Serves one accepted connection until it closes. `guard` keeps it counted as active.
 pub async fn handle(stream: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
     let worker = guard.worker();
-    let snapshot = worker.shared.snapshot.load_full();
+    let snapshot = worker.snapshot();
     let timeouts = &snapshot.config.server.timeouts;
     let _ = stream.set_nodelay(true);
     let ssl = match snapshot.new_session() {

@@ -14,6 +14,7 @@ pub mod control;
 pub mod demo;
 pub mod demo_origin;
 pub mod http;
+pub mod local_snapshot;
 pub mod notify;
 pub mod origin_pool;
 pub mod pki;

@@ -401,7 +401,7 @@ impl ControlPlane {
         let dirs = watched_dirs(&tls.config);
         let view = Arc::clone(tls.revocation_view());
         // Commit: one atomic swap of the snapshot and the revocation view it carries.
-        self.shared.snapshot.store(Arc::new(tls));
+        self.shared.snapshot.publish(Arc::new(tls));
         self.revocation.publish(view);
         drop(writes);
         self.remote.commit(&settings, &urls);

@@ -5,8 +5,9 @@
 //! connections start on a front context whose ClientHello callback picks the site by SNI,
 //! switches the connection to the site's context and sets the per-connection verify mode.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use boring::ex_data::Index;
 use boring::pkey::{PKey, Private};
@@ -17,7 +18,7 @@ use boring::ssl::{
 use boring::x509::store::{X509Store, X509StoreBuilder};
 use boring::x509::X509;
 use foreign_types::ForeignTypeRef;
-use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot};
+use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot, TrustAnchor};
 
 use super::cert_keys::set_session_id_context;
 use super::policy::{ViewerPolicy, ALERT_INTERNAL_ERROR};
@@ -45,8 +46,9 @@ pub struct SiteTls {
     pub policy: ViewerPolicy,
     /// Revocation checks for its viewers.
     pub revocation: SiteRevocationCheck,
-    /// The viewer trust store (roots and intermediates of `mtls.trust_store`).
-    trust: X509Store,
+    /// The viewer trust store (roots and intermediates of `mtls.trust_store`), shared with
+    /// other generations that have the same anchors.
+    trust: Arc<TrustAnchors>,
     /// Session id context prefix; the revocation epoch completes it, so that sessions issued
     /// before any revocation change are not resumed (the client gets a full, checked handshake).
     sid_prefix: [u8; 24],
@@ -154,8 +156,11 @@ impl TlsSnapshot {
                 continue;
             };
             let check = SiteRevocationCheck::new(Arc::clone(revocation), scope.clone(), &site.name);
-            match site_context_builder(site) {
-                Ok(SiteContext { builder, trust }) => {
+            match site_context_builder(site, true) {
+                Ok(SiteContext {
+                    builder,
+                    trust: Some(trust),
+                }) => {
                     let sid =
                         boring::sha::sha256(format!("{}\0{}", site.index, site.name).as_bytes());
                     let mut sid_prefix = [0u8; 24];
@@ -170,6 +175,14 @@ impl TlsSnapshot {
                         context: builder.build(),
                     }));
                 }
+                Ok(SiteContext { trust: None, .. }) => {
+                    // Unreachable: a site context is always built with its trust store.
+                    errors.push(ConfigError {
+                        file: config.source.clone(),
+                        key: format!("{}.mtls.trust_store", site.key_prefix),
+                        reason: "internal error: no trust store was built".to_owned(),
+                    });
+                }
                 Err(mut e) => errors.append(&mut e),
             }
         }
@@ -178,7 +191,10 @@ impl TlsSnapshot {
         }
         let sites: Arc<[Arc<SiteTls>]> = sites.into();
         let default_site = &sites[config.default_site];
-        let mut front = site_context_builder(&default_site.config)
+        // The front context only selects the site (its ClientHello callback switches every
+        // connection to the site's context before any certificate is requested or checked), so
+        // it gets no trust store and no CA names.
+        let mut front = site_context_builder(&default_site.config, false)
             .map_err(ConfigErrors)?
             .builder;
         let selector_config = Arc::clone(&config);
@@ -256,10 +272,71 @@ impl TlsSnapshot {
     }
 }
 
-/// A site's context under construction and the trust store its verify callback uses.
+/// A site's context under construction and the trust store its verify callback uses (none
+/// for the front context).
 struct SiteContext {
     builder: SslContextBuilder,
-    trust: X509Store,
+    trust: Option<Arc<TrustAnchors>>,
+}
+
+/// A trust store and the DER subject names of its anchors (for `advertise_ca_names`).
+pub(crate) struct TrustAnchors {
+    store: X509Store,
+    ca_names: Vec<Vec<u8>>,
+}
+
+/// Trust stores by the SHA-256 of their anchors, while some snapshot uses them: a reload whose
+/// bundle did not change reuses the store instead of building it again (BoringSSL sorts a
+/// store's objects on every insertion, so building one is quadratic in its size).
+fn trust_cache() -> &'static Mutex<HashMap<[u8; 32], Weak<TrustAnchors>>> {
+    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Weak<TrustAnchors>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The trust store of `anchors`: from the cache when another snapshot already built it, else
+/// built (every anchor that BoringSSL refuses is reported with its 1-based position).
+fn trust_anchors(anchors: &[TrustAnchor]) -> Result<Arc<TrustAnchors>, Vec<(usize, String)>> {
+    let mut digest = boring::sha::Sha256::new();
+    for anchor in anchors {
+        digest.update(&(anchor.der.len() as u64).to_be_bytes());
+        digest.update(&anchor.der);
+    }
+    let key = digest.finish();
+    let mut cache = trust_cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(trust) = cache.get(&key).and_then(Weak::upgrade) {
+        return Ok(trust);
+    }
+    let mut errors = Vec::new();
+    let mut store = X509StoreBuilder::new().map_err(|e| vec![(0, format!("trust store: {e}"))])?;
+    let mut ca_names = Vec::with_capacity(anchors.len());
+    for (i, anchor) in anchors.iter().enumerate() {
+        let cert = match X509::from_der(&anchor.der) {
+            Ok(cert) => cert,
+            Err(e) => {
+                errors.push((i + 1, e.to_string()));
+                continue;
+            }
+        };
+        match cert.subject_name().to_der() {
+            Ok(name) => ca_names.push(name),
+            Err(e) => errors.push((i + 1, e.to_string())),
+        }
+        if let Err(e) = store.add_cert(cert) {
+            errors.push((i + 1, e.to_string()));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let trust = Arc::new(TrustAnchors {
+        store: store.build(),
+        ca_names,
+    });
+    cache.retain(|_, weak| weak.strong_count() > 0);
+    cache.insert(key, Arc::downgrade(&trust));
+    Ok(trust)
 }
 
 /// Everything a site's context holds; the front context adds SNI selection on top.
@@ -267,7 +344,10 @@ struct SiteContext {
 /// The context runs without BoringSSL's X509 layer (`TLS_with_buffers_method`): certificates
 /// travel as DER buffers, so a session (and every open connection) holds no parsed X509
 /// objects; the client chain is parsed only while [`verify_viewer`] checks it.
-fn site_context_builder(site: &SiteSnapshot) -> Result<SiteContext, Vec<ConfigError>> {
+fn site_context_builder(
+    site: &SiteSnapshot,
+    with_trust: bool,
+) -> Result<SiteContext, Vec<ConfigError>> {
     let prefix = &site.key_prefix;
     let cert_error = |reason: String| ConfigError {
         file: site.certificate_path.clone(),
@@ -355,31 +435,29 @@ fn site_context_builder(site: &SiteSnapshot) -> Result<SiteContext, Vec<ConfigEr
         key: format!("{prefix}.mtls.trust_store"),
         reason,
     };
-    let mut store = X509StoreBuilder::new().map_err(|e| internal("trust store", e))?;
-    let mut ca_names = Vec::new();
-    for (i, anchor) in site.mtls.trust_store.iter().enumerate() {
-        let cert = match X509::from_der(&anchor.der) {
-            Ok(cert) => cert,
-            Err(e) => {
-                errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
-                continue;
-            }
-        };
-        if site.mtls.advertise_ca_names {
-            match cert.subject_name().to_der() {
-                Ok(name) => ca_names.push(name),
-                Err(e) => errors.push(trust_error(format!("certificate {}: {e}", i + 1))),
+    let trust = if with_trust {
+        match trust_anchors(&site.mtls.trust_store) {
+            Ok(trust) => Some(trust),
+            Err(problems) => {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|(i, e)| trust_error(format!("certificate {i}: {e}"))),
+                );
+                None
             }
         }
-        if let Err(e) = store.add_cert(cert) {
-            errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
-        }
-    }
+    } else {
+        None
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
-    if !ca_names.is_empty() {
-        set_client_ca_names(&mut b, &ca_names).map_err(|e| internal("client CA names", e))?;
+    if let Some(trust) = trust.as_ref().filter(|_| site.mtls.advertise_ca_names) {
+        if !trust.ca_names.is_empty() {
+            set_client_ca_names(&mut b, &trust.ca_names)
+                .map_err(|e| internal("client CA names", e))?;
+        }
     }
     let mode = ViewerPolicy::from_settings(&site.mtls).verify_mode();
     // SAFETY: `b` is a valid SSL_CTX under construction; `verify_viewer` has the signature
@@ -387,10 +465,7 @@ fn site_context_builder(site: &SiteSnapshot) -> Result<SiteContext, Vec<ConfigEr
     unsafe {
         boring_sys::SSL_CTX_set_custom_verify(b.as_ptr(), mode.bits(), Some(verify_viewer));
     }
-    Ok(SiteContext {
-        builder: b,
-        trust: store.build(),
-    })
+    Ok(SiteContext { builder: b, trust })
 }
 
 /// BoringSSL's custom-verify callback for every site: applies the policy of the site the
@@ -405,7 +480,7 @@ unsafe extern "C" fn verify_viewer(
         let site = TlsSnapshot::site_of(ssl).ok_or(ALERT_INTERNAL_ERROR)?;
         let record = TlsSnapshot::chain_record_of(ssl);
         site.policy
-            .verify_peer(ssl, &site.trust, &site.revocation, record)
+            .verify_peer(ssl, &site.trust.store, &site.revocation, record)
     })
     .unwrap_or(Err(ALERT_INTERNAL_ERROR));
     match verdict {
