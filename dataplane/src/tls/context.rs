@@ -15,13 +15,13 @@ use boring::ssl::{
     select_next_proto, AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder,
     SslMethod, SslRef, SslSessionCacheMode, SslVersion,
 };
-use boring::x509::store::{X509Store, X509StoreBuilder};
 use boring::x509::X509;
 use foreign_types::ForeignTypeRef;
 use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot, TrustAnchor};
 
 use super::cert_keys::set_session_id_context;
 use super::policy::{ViewerPolicy, ALERT_INTERNAL_ERROR};
+use super::trust::TrustAnchors;
 use super::viewer_identity::{ChainRecord, SiteRevocationCheck};
 use crate::revocation::{RevocationState, RevocationView};
 
@@ -279,22 +279,14 @@ struct SiteContext {
     trust: Option<Arc<TrustAnchors>>,
 }
 
-/// A trust store and the DER subject names of its anchors (for `advertise_ca_names`).
-pub(crate) struct TrustAnchors {
-    store: X509Store,
-    ca_names: Vec<Vec<u8>>,
-}
-
-/// Trust stores by the SHA-256 of their anchors, while some snapshot uses them: a reload whose
-/// bundle did not change reuses the store instead of building it again (BoringSSL sorts a
-/// store's objects on every insertion, so building one is quadratic in its size).
+/// Trust anchors by the SHA-256 of their DER, while some snapshot uses them: a reload whose
+/// bundle did not change reuses them instead of parsing them again.
 fn trust_cache() -> &'static Mutex<HashMap<[u8; 32], Weak<TrustAnchors>>> {
     static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Weak<TrustAnchors>>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The trust store of `anchors`: from the cache when another snapshot already built it, else
-/// built (every anchor that BoringSSL refuses is reported with its 1-based position).
+/// The parsed and indexed `anchors`: from the cache when another snapshot already built them.
 fn trust_anchors(anchors: &[TrustAnchor]) -> Result<Arc<TrustAnchors>, Vec<(usize, String)>> {
     let mut digest = boring::sha::Sha256::new();
     for anchor in anchors {
@@ -308,32 +300,7 @@ fn trust_anchors(anchors: &[TrustAnchor]) -> Result<Arc<TrustAnchors>, Vec<(usiz
     if let Some(trust) = cache.get(&key).and_then(Weak::upgrade) {
         return Ok(trust);
     }
-    let mut errors = Vec::new();
-    let mut store = X509StoreBuilder::new().map_err(|e| vec![(0, format!("trust store: {e}"))])?;
-    let mut ca_names = Vec::with_capacity(anchors.len());
-    for (i, anchor) in anchors.iter().enumerate() {
-        let cert = match X509::from_der(&anchor.der) {
-            Ok(cert) => cert,
-            Err(e) => {
-                errors.push((i + 1, e.to_string()));
-                continue;
-            }
-        };
-        match cert.subject_name().to_der() {
-            Ok(name) => ca_names.push(name),
-            Err(e) => errors.push((i + 1, e.to_string())),
-        }
-        if let Err(e) = store.add_cert(cert) {
-            errors.push((i + 1, e.to_string()));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let trust = Arc::new(TrustAnchors {
-        store: store.build(),
-        ca_names,
-    });
+    let trust = Arc::new(TrustAnchors::build(anchors)?);
     cache.retain(|_, weak| weak.strong_count() > 0);
     cache.insert(key, Arc::downgrade(&trust));
     Ok(trust)
@@ -454,8 +421,8 @@ fn site_context_builder(
         return Err(errors);
     }
     if let Some(trust) = trust.as_ref().filter(|_| site.mtls.advertise_ca_names) {
-        if !trust.ca_names.is_empty() {
-            set_client_ca_names(&mut b, &trust.ca_names)
+        if !trust.ca_names().is_empty() {
+            set_client_ca_names(&mut b, trust.ca_names())
                 .map_err(|e| internal("client CA names", e))?;
         }
     }
@@ -480,7 +447,7 @@ unsafe extern "C" fn verify_viewer(
         let site = TlsSnapshot::site_of(ssl).ok_or(ALERT_INTERNAL_ERROR)?;
         let record = TlsSnapshot::chain_record_of(ssl);
         site.policy
-            .verify_peer(ssl, &site.trust.store, &site.revocation, record)
+            .verify_peer(ssl, &site.trust, &site.revocation, record)
     })
     .unwrap_or(Err(ALERT_INTERNAL_ERROR));
     match verdict {

@@ -5,6 +5,7 @@ pub mod cert_keys;
 pub mod context;
 pub mod policy;
 pub mod stream;
+pub mod trust;
 pub mod viewer_identity;
 
 pub use context::{SiteTls, TlsSnapshot};

@@ -10,13 +10,13 @@
 
 use boring::ssl::{SslRef, SslVerifyMode};
 use boring::stack::Stack;
-use boring::x509::store::X509StoreRef;
 use boring::x509::verify::X509VerifyFlags;
 use boring::x509::{X509StoreContext, X509StoreContextRef, X509VerifyError, X509};
 use foreign_types::ForeignTypeRef;
 use portcullis_config::{MtlsMode, MtlsSettings};
 
 use super::cert_keys::peer_certificates;
+use super::trust::TrustAnchors;
 use super::viewer_identity::{CertKey, ChainRecord, SiteRevocationCheck};
 use crate::revocation::Verdict;
 
@@ -51,7 +51,8 @@ impl ViewerPolicy {
     }
 
     /// Decides the certificate chain a client presented, in BoringSSL's custom-verify
-    /// callback: builds and checks the chain against `trust` (signatures, CA flags, path
+    /// callback: builds and checks the chain against the anchors of `trust` the presented
+    /// certificates can reach (signatures, CA flags, path
     /// length, key usage for TLS clients, validity unless `ignore_expiration`), enforces
     /// `max_chain_depth`, and checks every certificate of the verified chain for revocation.
     /// The verified chain (or the reason for a refusal) goes to `record`. On refusal returns
@@ -59,7 +60,7 @@ impl ViewerPolicy {
     pub fn verify_peer(
         &self,
         ssl: &SslRef,
-        trust: &X509StoreRef,
+        trust: &TrustAnchors,
         revocation: &SiteRevocationCheck,
         record: Option<&ChainRecord>,
     ) -> Result<(), u8> {
@@ -88,9 +89,14 @@ impl ViewerPolicy {
             let cert = cert.map_err(|_| ALERT_BAD_CERTIFICATE)?;
             untrusted.push(cert).map_err(|_| ALERT_INTERNAL_ERROR)?;
         }
+        // Outlives the verification, which reads it.
+        let anchors = trust
+            .candidates(std::iter::once(&*leaf).chain(untrusted.iter()))
+            .map_err(|_| ALERT_INTERNAL_ERROR)?;
         let mut ctx = X509StoreContext::new().map_err(|_| ALERT_INTERNAL_ERROR)?;
         let outcome = ctx
-            .init(trust, &leaf, &untrusted, |ctx| {
+            .init(trust.store(), &leaf, &untrusted, |ctx| {
+                TrustAnchors::trust_only(ctx, &anchors);
                 // What BoringSSL's own verification of a client chain sets: the "ssl_client"
                 // purpose and trust settings.
                 // SAFETY: `ctx` is initialised; the name is a static NUL-terminated string.
