@@ -148,6 +148,11 @@ impl<'a> Collector<'a> {
         self.errors.is_empty()
     }
 
+    /// Number of errors recorded so far.
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     pub(crate) fn into_errors(self) -> ConfigErrors {
         ConfigErrors(self.errors)
     }

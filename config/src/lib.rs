@@ -17,6 +17,7 @@ mod crl;
 mod duration;
 mod error;
 mod load;
+pub mod logs;
 mod machine;
 mod model;
 mod origin;
@@ -34,6 +35,10 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
+pub use logs::{
+    peek_diagnostics, DiagnosticsFormat, DiagnosticsSettings, LogDestination, LogFormat,
+    LogSettings, LogStream, ACCESS_LOG_FIELDS, CONNECTION_LOG_FIELDS,
+};
 pub use revocation::{
     normalize_serial, parse_import_json, parse_serial_lines, serial_from_bytes, to_import_json,
     to_serial_lines, CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot, StoreFormat,

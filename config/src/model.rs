@@ -17,6 +17,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) site: Vec<RawSite>,
     pub(crate) sources: Option<crate::sources::RawSources>,
+    pub(crate) logs: Option<crate::logs::RawLogs>,
+    pub(crate) diagnostics: Option<crate::logs::RawDiagnostics>,
 }
 
 /// `[admin]`.

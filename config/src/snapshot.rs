@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::logs::{DiagnosticsSettings, LogSettings};
 use crate::revocation::{CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot};
 use crate::sni::SniIndex;
 use crate::sources::{SourceSettings, SourceUse};
@@ -31,6 +32,10 @@ pub struct Snapshot {
     pub sources: SourceSettings,
     /// Every file and object this snapshot was read from, with its digest.
     pub files: Vec<SourceUse>,
+    /// The connection and access logs from `[logs]`.
+    pub logs: LogSettings,
+    /// Diagnostic output settings from `[diagnostics]`.
+    pub diagnostics: DiagnosticsSettings,
     pub(crate) sni: SniIndex,
     pub(crate) warnings: Vec<String>,
 }

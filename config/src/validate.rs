@@ -13,6 +13,7 @@ use crate::admin::validate_admin;
 use crate::duration::parse_duration;
 use crate::error::{Collector, ConfigErrors, DOCUMENT_KEY};
 use crate::load::{load_certificate_chain, load_private_key, load_trust_store};
+use crate::logs::{validate_diagnostics, validate_logs};
 use crate::machine::{allowed_cpus, cpu_list, MAX_WORKERS};
 use crate::model::{RawConfig, RawLimits, RawMtls, RawServer, RawSite, RawTimeouts};
 use crate::origin::load_origin;
@@ -48,6 +49,8 @@ pub(crate) fn build_snapshot(
         .as_ref()
         .map(|admin| validate_admin(admin, &base_dir, &mut c));
     let (stores, store_names) = validate_revocation_stores(&raw.revocation_store, &files, &mut c);
+    let logs = validate_logs(raw.logs.as_ref(), &base_dir, &mut c);
+    let diagnostics = validate_diagnostics(raw.diagnostics.as_ref(), &mut c);
 
     if raw.site.is_empty() {
         c.config("site", "at least one [[site]] is required");
@@ -102,6 +105,8 @@ pub(crate) fn build_snapshot(
         revocation_stores,
         sources,
         files,
+        logs,
+        diagnostics,
         sni,
         warnings: c.take_warnings(),
     })

@@ -1,11 +1,28 @@
-//! The admin API's backends: the process-wide revocation state alone, or the control plane
-//! (revocations, reload and status).
+//! The admin API's backends: the process-wide revocation state, the control plane
+//! (revocations, reload and status), and the metrics and readiness of telemetry.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::admin::{AdminError, ControlAdmin, RevocationAdmin};
+use crate::admin::{AdminError, ControlAdmin, Observe, RevocationAdmin};
 use crate::control::{ControlPlane, Trigger};
 use crate::revocation::{RevocationError, RevocationState};
+use crate::telemetry::Metrics;
+
+/// `/metrics` and `/readyz` from telemetry's metrics.
+#[derive(Debug)]
+pub struct MetricsEndpoint(pub Arc<Metrics>);
+
+impl Observe for MetricsEndpoint {
+    fn metrics(&self) -> String {
+        self.0.encode()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        self.0.readiness().map_err(str::to_owned)
+    }
+}
 
 impl From<RevocationError> for AdminError {
     fn from(e: RevocationError) -> Self {

@@ -24,6 +24,7 @@ pub mod run;
 pub mod server;
 pub mod shutdown;
 pub mod sources;
+pub mod telemetry;
 pub mod tls;
 pub mod viewer_cert;
 pub mod viewer_header_cache;

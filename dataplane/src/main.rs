@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use portcullis::admin::{client, AdminTarget};
+use portcullis_config::DiagnosticsFormat;
 
 /// Portcullis: a viewer-mTLS edge data plane.
 #[derive(Debug, Parser)]
@@ -89,14 +90,16 @@ impl AdminArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // Diagnostics go to standard error, human-readable or JSON as `[diagnostics]` says; the
+    // configuration is only peeked at here (the run reports its errors properly).
+    let format = match &cli.command {
+        Command::Run { config } | Command::Check { config } => {
+            portcullis_config::peek_diagnostics(config).format
+        }
+        _ => DiagnosticsFormat::Human,
+    };
+    init_diagnostics(format);
     let result = match cli.command {
         Command::Run { config } => portcullis::run::run(config).map_err(anyhow::Error::from),
         Command::Check { config } => check(config),
@@ -119,6 +122,18 @@ fn main() -> ExitCode {
             eprintln!("portcullis: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_diagnostics(format: DiagnosticsFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        DiagnosticsFormat::Json => builder.json().with_current_span(true).init(),
+        DiagnosticsFormat::Human => builder.init(),
     }
 }
 

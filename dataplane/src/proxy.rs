@@ -26,6 +26,7 @@ use crate::http::{self, BodyFraming, ChunkedDecoder, HttpError, RequestHead};
 use crate::notify::LocalNotify;
 use crate::origin_pool::{ConnectError, OriginConn, OriginPool};
 use crate::shutdown::Shutdown;
+use crate::telemetry::access::{HeadView, RequestObserver, RequestOutcome};
 use crate::tls::stream::Readiness;
 use crate::tls::{OpenIdentity, TlsStream};
 use crate::write_timeout;
@@ -63,6 +64,8 @@ pub struct Exchange<'a> {
     pub identity: Option<&'a OpenIdentity>,
     /// The worker's body buffers.
     pub buffers: &'a BufferPool,
+    /// Where each request's outcome is reported (access log, metrics).
+    pub observer: &'a RequestObserver<'a>,
 }
 
 /// Whether the client connection can carry another request.
@@ -70,6 +73,23 @@ pub struct Exchange<'a> {
 enum Next {
     KeepAlive,
     Close,
+}
+
+/// How a request ended: what the connection does next and what the client got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    next: Next,
+    outcome: RequestOutcome,
+}
+
+impl Sent {
+    /// Closing after a response with `status` from the origin at `origin`.
+    fn close(status: u16, origin: Option<(std::net::SocketAddr, Duration)>) -> Self {
+        Self {
+            next: Next::Close,
+            outcome: RequestOutcome { status, origin },
+        }
+    }
 }
 
 /// Serves requests from `tls` until the client closes, an error ends the connection, or
@@ -81,31 +101,64 @@ where
     let mut buffers = Buffers::new(x.server.limits.max_header_bytes, x.buffers);
     let mut first = true;
     loop {
+        x.observer.between_requests(tls.bytes());
         let head = match read_request_head(tls, &mut buffers.client, x, first).await? {
             HeadOutcome::Head(head) => head,
             HeadOutcome::Closed => return Ok(()),
-            HeadOutcome::Refuse(status) => return answer_and_close(tls, status).await,
+            HeadOutcome::Refuse(status) => {
+                x.observer.started(None);
+                return answer_request(tls, x, status).await;
+            }
         };
         first = false;
+        let data = buffers.client.data();
+        let view = HeadView {
+            method: head.method(data),
+            host: head.host.map(|h| h.get(data)),
+            path: head.path(data),
+            minor_version: head.version,
+        };
+        x.observer.started(Some(view));
         if x.identity
             .is_some_and(OpenIdentity::revoked_since_last_check)
         {
             tracing::info!("client certificate revoked on an open connection; closing");
-            return answer_and_close(tls, 403).await;
+            return answer_request(tls, x, 403).await;
         }
         if let Err(status) = check_host(&head, buffers.client.data(), x) {
-            return answer_and_close(tls, status).await;
+            return answer_request(tls, x, status).await;
         }
         buffers.acquire();
         // Boxed: the forwarding state (origin connect, request and response streaming) lives
         // on the heap only while a request is in flight, so an idle connection's task is
         // small.
-        let next = Box::pin(forward(tls, &head, x, &mut buffers)).await?;
+        let sent = Box::pin(forward(tls, &head, x, &mut buffers)).await;
         buffers.release();
-        if next == Next::Close {
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                // The client went away mid-request: logged as 499 (client closed request).
+                x.observer
+                    .finished(RequestOutcome::status(499), tls.bytes());
+                return Err(e);
+            }
+        };
+        x.observer.finished(sent.outcome, tls.bytes());
+        if sent.next == Next::Close {
             return Ok(());
         }
     }
+}
+
+/// [`answer_and_close`] for the request in flight, reporting it as its outcome.
+async fn answer_request<T>(tls: &mut TlsStream<T>, x: &Exchange<'_>, status: u16) -> io::Result<()>
+where
+    T: AsyncReadRent + AsyncWriteRent + Readiness,
+{
+    let sent = answer_and_close(tls, status).await;
+    x.observer
+        .finished(RequestOutcome::status(status), tls.bytes());
+    sent
 }
 
 /// Sends a canned error response; the connection closes after it. Boxed: the send (with its
@@ -486,7 +539,7 @@ async fn forward<T>(
     head: &RequestHead,
     x: &Exchange<'_>,
     bufs: &mut Buffers<'_>,
-) -> io::Result<Next>
+) -> io::Result<Sent>
 where
     T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
@@ -502,6 +555,7 @@ where
         fallback_host,
         &mut bufs.head,
     );
+    x.observer.add_origin_header(&mut bufs.head);
     bufs.client.consume(head.header_len);
     let mut request_body = BodyState::new(head.framing);
     let buffered = match request_body.take_request(bufs.client.data()) {
@@ -521,6 +575,7 @@ where
     let replayable = request_body.is_done() && head.idempotent;
     let timeouts = &x.server.timeouts;
     let mut fresh = false;
+    let origin_started = Instant::now();
     let (mut origin, response) = loop {
         let connected = if fresh {
             OriginPool::connect(&x.origin.addrs, timeouts.origin_connect).await
@@ -550,6 +605,7 @@ where
             Err(OriginFailure::Status(status)) => return refuse(tls, status).await,
         }
     };
+    let answered = Some((origin.addr(), origin_started.elapsed()));
 
     // An HTTP/1.0 client cannot read chunked bodies: it gets the payload and a close.
     let http10 = head.version == 0;
@@ -591,7 +647,7 @@ where
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "origin sent a malformed body");
-                return Ok(Next::Close);
+                return Ok(Sent::close(response.status, answered));
             }
         };
         let forward = if dechunk {
@@ -620,28 +676,34 @@ where
                 if !matches!(response_body, BodyState::UntilClose) {
                     tracing::debug!("origin closed in the middle of a response body");
                 }
-                return Ok(Next::Close);
+                return Ok(Sent::close(response.status, answered));
             }
             Ok((Ok(_), buf)) => bufs.response = buf.into_inner(),
             Ok((Err(e), _)) => {
                 tracing::debug!(error = %e, "origin read failed mid-body");
                 bufs.response = Vec::new();
-                return Ok(Next::Close);
+                return Ok(Sent::close(response.status, answered));
             }
             Err(_) => {
                 tracing::debug!("origin timed out mid-body");
                 bufs.response = Vec::new();
-                return Ok(Next::Close);
+                return Ok(Sent::close(response.status, answered));
             }
         }
     }
     if response.origin_keep_alive && !surplus {
         x.pool.put(origin);
     }
-    Ok(if client_keep_alive {
-        Next::KeepAlive
-    } else {
-        Next::Close
+    Ok(Sent {
+        next: if client_keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        outcome: RequestOutcome {
+            status: response.status,
+            origin: answered,
+        },
     })
 }
 
@@ -860,10 +922,10 @@ where
 }
 
 /// Answers with an error status; the connection closes after it.
-async fn refuse<T>(tls: &mut TlsStream<T>, status: u16) -> io::Result<Next>
+async fn refuse<T>(tls: &mut TlsStream<T>, status: u16) -> io::Result<Sent>
 where
     T: AsyncReadRent + AsyncWriteRent + Readiness,
 {
     tls.write_all(http::error_response(status)).await?;
-    Ok(Next::Close)
+    Ok(Sent::close(status, None))
 }

@@ -1,20 +1,24 @@
-//! Running the data plane in the foreground: stage the configuration, start the workers and the
-//! control plane (file watching, object polling, the admin API), announce readiness, reload on
-//! SIGHUP, drain and stop on SIGTERM/SIGINT.
+//! Running the data plane in the foreground: stage the configuration, start telemetry, the
+//! workers and the control plane (file watching, object polling, the admin API), announce
+//! readiness, reload on SIGHUP (through the control plane), reopen the log files on SIGUSR1,
+//! drain and stop on SIGTERM/SIGINT (the admin API stays up during the drain, answering
+//! `/readyz` with 503).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcullis_config::ConfigErrors;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::admin::{self, AdminServer, RevocationAdmin};
+use crate::admin_backend::MetricsEndpoint;
 use crate::control::{self, ControlPlane, Trigger};
 use crate::revocation::RevocationState;
 use crate::server::{Server, StartError};
 use crate::sources::RemoteSources;
+use crate::telemetry::{Telemetry, TelemetryError};
 use crate::tls::TlsSnapshot;
 
 /// Why the data plane could not run.
@@ -32,6 +36,9 @@ pub enum RunError {
     /// The admin API could not listen.
     #[error("admin API: {0}")]
     Admin(std::io::Error),
+    /// The logs could not be opened.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
 }
 
 /// Loads and fully checks a configuration (what `check` does): parsing, every file and object
@@ -55,7 +62,9 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     }
     raise_open_file_limit(&snapshot.config.server);
     // Install handlers before the workers start, so an early SIGTERM is not fatal.
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(RunError::Signals)?;
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]).map_err(RunError::Signals)?;
+    let telemetry = Telemetry::start(&snapshot.config)?;
     if !monoio::utils::detect_uring() {
         tracing::warn!("io_uring is not available here; workers fall back to epoll");
     }
@@ -70,13 +79,20 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
         .collect();
     revocation.publish(Arc::clone(snapshot.revocation_view()));
     let (tls, startup) = startup.into_parts();
-    let mut server = Server::start(tls, Arc::clone(&revocation))?;
+    let mut server = match Server::start(tls, Arc::clone(&revocation), Arc::clone(&telemetry)) {
+        Ok(server) => server,
+        Err(e) => {
+            telemetry.stop();
+            return Err(e.into());
+        }
+    };
     remote.commit(&sources, &object_urls);
     let control = ControlPlane::start(
         config_path.clone(),
         server.shared(),
         revocation,
         remote,
+        Some(Arc::clone(&telemetry.metrics)),
         startup,
     );
     let admin = match &admin_settings {
@@ -84,6 +100,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
             let backend: Arc<dyn RevocationAdmin> = Arc::clone(&control) as _;
             match admin::server::start(settings, backend) {
                 Ok(admin) => {
+                    admin.observe(Arc::new(MetricsEndpoint(Arc::clone(&telemetry.metrics))));
                     tracing::info!(listen = ?settings.listen, "admin API listening");
                     Some(admin)
                 }
@@ -91,6 +108,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
                     control.shutdown();
                     server.stop();
                     server.join();
+                    telemetry.stop();
                     return Err(RunError::Admin(e));
                 }
             }
@@ -100,18 +118,21 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     announce(&server, admin.as_ref(), workers);
     for signal in signals.forever() {
         match signal {
-            // The outcome is logged by the control plane.
+            // The outcome is logged (and counted) by the control plane.
             SIGHUP => {
                 let _ = control.reload(Trigger::Signal);
             }
+            SIGUSR1 => telemetry.reopen_logs(),
             _ => break,
         }
     }
     tracing::info!("shutting down: draining connections");
+    telemetry.metrics.set_draining();
     control.shutdown();
-    drop(admin);
     server.stop();
     server.join();
+    drop(admin);
+    telemetry.stop();
     tracing::info!("stopped");
     Ok(())
 }

@@ -9,6 +9,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::local_snapshot::SnapshotSlot;
 use crate::revocation::RevocationState;
+use crate::telemetry::Telemetry;
 use crate::tls::TlsSnapshot;
 use crate::worker::{self, Shared};
 
@@ -38,7 +39,11 @@ pub struct Server {
 
 impl Server {
     /// Starts the configured number of workers and returns once all of them listen.
-    pub fn start(tls: TlsSnapshot, revocation: Arc<RevocationState>) -> Result<Self, StartError> {
+    pub fn start(
+        tls: TlsSnapshot,
+        revocation: Arc<RevocationState>,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Self, StartError> {
         let settings = tls.config.server.clone();
         // Port 0 means "any": pick one port now so that every worker's SO_REUSEPORT listener
         // joins the same group. The reserving socket is bound but never listens, so it never
@@ -63,6 +68,7 @@ impl Server {
             snapshot: SnapshotSlot::new(tls),
             stop: Arc::new(AtomicBool::new(false)),
             revocation,
+            telemetry,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(settings.workers);
@@ -115,6 +121,11 @@ impl Server {
     /// The state the workers share (the live snapshot among it), for the control plane.
     pub fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
+    }
+
+    /// Whether the current configuration's `[logs]` differ from `running`.
+    pub fn logs_changed(&self, running: &portcullis_config::LogSettings) -> bool {
+        self.shared.snapshot.load().config.logs != *running
     }
 
     /// Asks every worker to stop accepting and drain.

@@ -115,7 +115,8 @@ pub fn render_headers(
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-fn hex_lower(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`, no separator.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
         s.push(HEX_LOWER[usize::from(b >> 4)] as char);
@@ -126,7 +127,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 /// Formats the content octets of a DER INTEGER serial as colon-separated lowercase hex of its
 /// magnitude (no sign padding; negative serials, which RFC 5280 forbids, give their absolute value).
-fn format_serial(raw: &[u8]) -> String {
+pub(crate) fn format_serial(raw: &[u8]) -> String {
     let mut magnitude: Vec<u8> = raw.to_vec();
     if magnitude.first().is_some_and(|b| b & 0x80 != 0) {
         // Two's complement negation: invert and add one.
@@ -160,7 +161,7 @@ fn format_serial(raw: &[u8]) -> String {
     s
 }
 
-fn push_utc_time(s: &mut String, t: OffsetDateTime) {
+pub(crate) fn push_utc_time(s: &mut String, t: OffsetDateTime) {
     let t = t.to_offset(UtcOffset::UTC);
     // Writing to a String cannot fail.
     let _ = write!(
@@ -253,18 +254,34 @@ const ATTRIBUTE_NAMES: &[(&str, &str)] = &[
 /// order (so RDNs most specific first, and the attributes of a multi-valued RDN too), RDNs
 /// separated by `,` and attributes of one RDN by `+`.
 fn format_name_rfc2253(name: &X509Name<'_>) -> String {
+    format_name(name, true)
+}
+
+/// Formats a distinguished name the way the connection log shows it
+/// (`C=US, ST=WA, O=Example, CN=client`): attributes in the certificate's order, RDNs separated
+/// by `", "` and attributes of one RDN by `" + "`, values escaped as in RFC 2253 (what
+/// `openssl x509 -nameopt RFC2253,-dn_rev,sep_comma_plus_space` prints).
+pub fn format_name_in_order(name: &X509Name<'_>) -> String {
+    format_name(name, false)
+}
+
+fn format_name(name: &X509Name<'_>, rfc2253: bool) -> String {
     let mut attrs: Vec<(usize, &AttributeTypeAndValue<'_>)> = Vec::new();
     for (i, rdn) in name.iter().enumerate() {
         for atv in rdn.iter() {
             attrs.push((i, atv));
         }
     }
+    if rfc2253 {
+        attrs.reverse();
+    }
+    let (rdn_sep, attr_sep) = if rfc2253 { (",", "+") } else { (", ", " + ") };
     let mut out = String::with_capacity(name.as_raw().len() + 16);
     let mut prev: Option<usize> = None;
-    for &(rdn_index, atv) in attrs.iter().rev() {
+    for &(rdn_index, atv) in attrs.iter() {
         match prev {
-            Some(p) if p == rdn_index => out.push('+'),
-            Some(_) => out.push(','),
+            Some(p) if p == rdn_index => out.push_str(attr_sep),
+            Some(_) => out.push_str(rdn_sep),
             None => {}
         }
         prev = Some(rdn_index);

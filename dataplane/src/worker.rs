@@ -19,6 +19,7 @@ use crate::notify::LocalNotify;
 use crate::origin_pool::OriginPool;
 use crate::revocation::RevocationState;
 use crate::shutdown::{self, Shutdown};
+use crate::telemetry::{Telemetry, WorkerTelemetry};
 use crate::viewer_header_cache::{self, ViewerHeaderCache};
 
 /// Listen backlog of every listener.
@@ -43,6 +44,8 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Revocation data, changed at run time through the admin API.
     pub revocation: Arc<RevocationState>,
+    /// Logs and metrics.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// What one worker owns.
@@ -64,6 +67,8 @@ pub struct Worker {
     pub viewer_headers: ViewerHeaderCache,
     /// This worker's copy of the live snapshot.
     local_snapshot: LocalSnapshot,
+    /// The worker's connection ids, log queue and counters.
+    pub telemetry: WorkerTelemetry,
     active: Cell<usize>,
 }
 
@@ -88,6 +93,7 @@ impl ActiveGuard {
     /// Registers one more active connection on `worker`.
     pub fn new(worker: Rc<Worker>) -> Self {
         worker.active.set(worker.active.get() + 1);
+        worker.telemetry.set_active(worker.active.get());
         Self(worker)
     }
 
@@ -100,6 +106,7 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
+        self.0.telemetry.set_active(self.0.active.get());
     }
 }
 
@@ -148,9 +155,11 @@ pub fn run(
             buffers: BufferPool::new(IDLE_BUFFERS),
             viewer_headers: ViewerHeaderCache::new(viewer_header_cache::DEFAULT_CAPACITY),
             local_snapshot: LocalSnapshot::new(&shared.snapshot),
+            telemetry: shared.telemetry.for_worker(id),
             active: Cell::new(0),
             shared,
         });
+        worker.telemetry.set_listening(true);
         let watcher = {
             let worker = Rc::clone(&worker);
             let start_epoch = worker.shared.revocation.epoch();
@@ -180,6 +189,7 @@ pub fn run(
         for a in accepts {
             a.await;
         }
+        worker.telemetry.set_listening(false);
         watcher.await;
         drain(&worker).await;
         sweeper.await;
@@ -227,6 +237,12 @@ fn build_runtime() -> std::io::Result<WorkerRuntime> {
 }
 
 async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
+    // The local address of every connection: the listener's, unless it is a wildcard (then
+    // each connection asks the kernel).
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|addr| !addr.ip().is_unspecified());
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -248,8 +264,11 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
                     drop(stream);
                     continue;
                 }
+                let local = bound
+                    .or_else(|| stream.local_addr().ok())
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                 let guard = ActiveGuard::new(Rc::clone(&worker));
-                monoio::spawn(connection::handle(stream, peer, guard));
+                monoio::spawn(connection::handle(stream, peer, local, guard));
             }
             Err(e) => {
                 // Out of descriptors or a transient error: back off briefly instead of spinning.

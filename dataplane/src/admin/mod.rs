@@ -10,7 +10,9 @@
 //! | `DELETE` | `/revocations/{store}/{serial}`   | none              | `200 {"deleted":true}` (`404` if absent)  |
 //! | `GET`    | `/revocations/{store}/{serial}`   | none              | `200 {"key":..,"value":..}` (`404`)       |
 //! | `POST`   | `/revocations/{store}/import`     | CloudFront JSON   | `200 {"imported":n}`                      |
-//! | `GET`    | `/healthz`                        | none              | `200 {"status":"ok"}`                     |
+//! | `GET`    | `/healthz`                        | none              | `200 {"status":"ok"}` (alive)             |
+//! | `GET`    | `/readyz`                         | none              | `200 {"status":"ready"}`, `503` otherwise |
+//! | `GET`    | `/metrics`                        | none              | `200` Prometheus text exposition          |
 //! | `POST`   | `/reload`                         | none              | `200 {"generation":..,"summary":..}` (`400 {"errors":[..]}`) |
 //! | `GET`    | `/status`                         | none              | `200 {"generation":..,"sources":[..],..}` |
 //!
@@ -52,6 +54,15 @@ pub trait RevocationAdmin: Send + Sync + 'static {
     fn control(&self) -> Option<&dyn ControlAdmin> {
         None
     }
+}
+
+/// What `/metrics` and `/readyz` report, set with [`AdminServer::observe`]. Until it is set
+/// (the workers are starting), `/readyz` answers 503 and `/metrics` 503.
+pub trait Observe: Send + Sync + 'static {
+    /// The Prometheus text exposition.
+    fn metrics(&self) -> String;
+    /// Ok when the data plane serves traffic, else why not (e.g. `draining`).
+    fn readiness(&self) -> Result<(), String>;
 }
 
 /// An error from a [`RevocationAdmin`] operation, carrying the HTTP status to answer with.

@@ -5,7 +5,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-use super::{control, AdminError, RevocationAdmin};
+use super::{control, AdminError, Observe, RevocationAdmin};
+
+/// Content type of JSON responses.
+const JSON: &str = "application/json";
+/// Content type of `/metrics` (Prometheus text exposition, OpenMetrics flavour).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The last path segment that selects the import route instead of a serial.
 const IMPORT_SEGMENT: &str = "import";
@@ -19,6 +24,8 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     /// Value of the `Allow` header, sent with `405`.
     pub(crate) allow: Option<&'static str>,
+    /// Value of the `Content-Type` header.
+    pub(crate) content_type: &'static str,
     /// Send `WWW-Authenticate: Bearer` (with `401`).
     pub(crate) authenticate: bool,
 }
@@ -33,6 +40,7 @@ impl Response {
             status,
             body,
             allow: None,
+            content_type: JSON,
             authenticate: false,
         }
     }
@@ -64,6 +72,7 @@ impl From<AdminError> for Response {
 /// Answers one request. `target` is the request target as received (origin-form).
 pub(crate) fn handle(
     backend: &dyn RevocationAdmin,
+    observe: Option<&dyn Observe>,
     method: &str,
     target: &str,
     body: &[u8],
@@ -88,18 +97,41 @@ pub(crate) fn handle(
             "GET" => Response::json(200, &json!({ "status": "ok" })),
             _ => Response::method_not_allowed("GET"),
         },
+        [readyz] if readyz == "readyz" => match (method, observe) {
+            ("GET", Some(observe)) => match guarded(|| Ok(observe.readiness())) {
+                Ok(Ok(())) => Response::json(200, &json!({ "status": "ready" })),
+                Ok(Err(reason)) => Response::json(503, &json!({ "status": reason })),
+                Err(error) => error,
+            },
+            ("GET", None) => Response::json(503, &json!({ "status": "starting" })),
+            _ => Response::method_not_allowed("GET"),
+        },
+        [metrics] if metrics == "metrics" => match (method, observe) {
+            ("GET", Some(observe)) => match guarded(|| Ok(observe.metrics())) {
+                Ok(text) => Response {
+                    status: 200,
+                    body: text.into_bytes(),
+                    allow: None,
+                    content_type: OPENMETRICS,
+                    authenticate: false,
+                },
+                Err(error) => error,
+            },
+            ("GET", None) => Response::error(503, "metrics are not available yet"),
+            _ => Response::method_not_allowed("GET"),
+        },
         [route] if control::is_route(route) => {
-            guarded(|| Ok(control::handle(backend, method, route)))
+            respond(|| Ok(control::handle(backend, method, route)))
         }
         [revocations, store, last] if revocations == "revocations" => {
             // The literal (undecoded) segment `import` selects the import route for POST;
             // other methods treat it as a serial like any other.
             let is_import = raw.get(2) == Some(&IMPORT_SEGMENT);
             match method {
-                "POST" if is_import => guarded(|| import(backend, store, body)),
-                "PUT" => guarded(|| put(backend, store, last, body)),
-                "DELETE" => guarded(|| delete(backend, store, last)),
-                "GET" => guarded(|| get(backend, store, last)),
+                "POST" if is_import => respond(|| import(backend, store, body)),
+                "PUT" => respond(|| put(backend, store, last, body)),
+                "DELETE" => respond(|| delete(backend, store, last)),
+                "GET" => respond(|| get(backend, store, last)),
                 _ if is_import => Response::method_not_allowed("POST, GET, PUT, DELETE"),
                 _ => Response::method_not_allowed("GET, PUT, DELETE"),
             }
@@ -109,15 +141,20 @@ pub(crate) fn handle(
 }
 
 /// Runs a backend call, answering `500` if it panics instead of dropping the connection.
-fn guarded(call: impl FnOnce() -> Result<Response, AdminError>) -> Response {
+fn guarded<T>(call: impl FnOnce() -> Result<T, AdminError>) -> Result<T, Response> {
     match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => error.into(),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.into()),
         Err(_) => {
-            tracing::error!("admin: revocation backend panicked");
-            Response::error(500, "internal error")
+            tracing::error!("admin: backend panicked");
+            Err(Response::error(500, "internal error"))
         }
     }
+}
+
+/// [`guarded`] for calls that make a response.
+fn respond(call: impl FnOnce() -> Result<Response, AdminError>) -> Response {
+    guarded(call).unwrap_or_else(|response| response)
 }
 
 fn put(

@@ -21,7 +21,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use portcullis_config::{AdminSettings, AdminToken};
 
 use super::routes::{self, Response};
-use super::{AdminListen, RevocationAdmin};
+use super::{AdminListen, Observe, RevocationAdmin};
 
 /// Largest request head (request line and headers); larger gets `431`.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -92,6 +92,8 @@ struct Shared {
     /// Clones of the open connections, so that [`Drop`] can unblock their reads.
     connections: Mutex<HashMap<u64, Conn>>,
     backend: Arc<dyn RevocationAdmin>,
+    /// Metrics and readiness, once the data plane has started.
+    observe: OnceLock<Arc<dyn Observe>>,
     /// The bearer token requests must carry, if configured.
     token: Option<AdminToken>,
 }
@@ -213,6 +215,7 @@ pub fn start(
         next_id: AtomicU64::new(0),
         connections: Mutex::new(HashMap::new()),
         backend,
+        observe: OnceLock::new(),
         token: settings.token.clone(),
     });
     let accept = {
@@ -244,6 +247,12 @@ impl AdminServer {
     /// The Unix socket path listened on; `None` for TCP.
     pub fn socket_path(&self) -> Option<&Path> {
         self.socket.as_ref().map(|s| s.path.as_path())
+    }
+
+    /// Serves `/metrics` and `/readyz` from `observe` from now on (set once; later calls are
+    /// ignored).
+    pub fn observe(&self, observe: Arc<dyn Observe>) {
+        let _ = self.shared.observe.set(observe);
     }
 
     /// Number of connections currently being served.
@@ -389,11 +398,7 @@ fn dispatch(mut conn: Conn, shared: &Arc<Shared>) {
                 shared: &thread_shared,
                 id,
             };
-            if let Err(e) = serve(
-                &mut conn,
-                thread_shared.backend.as_ref(),
-                thread_shared.token.as_ref(),
-            ) {
+            if let Err(e) = serve(&mut conn, &thread_shared) {
                 tracing::debug!(error = %e, "admin: connection ended with an error");
             }
         });
@@ -440,16 +445,18 @@ impl From<io::Error> for ReadError {
     }
 }
 
-fn serve(
-    conn: &mut Conn,
-    backend: &dyn RevocationAdmin,
-    token: Option<&AdminToken>,
-) -> io::Result<()> {
+fn serve(conn: &mut Conn, shared: &Shared) -> io::Result<()> {
     conn.set_write_timeout(WRITE_TIMEOUT)?;
     let accepted = Instant::now();
-    let response = match read_request(conn, accepted, token) {
+    let response = match read_request(conn, accepted, shared.token.as_ref()) {
         Ok(Some(request)) => {
-            let response = routes::handle(backend, &request.method, &request.target, &request.body);
+            let response = routes::handle(
+                shared.backend.as_ref(),
+                shared.observe.get().map(|o| o.as_ref()),
+                &request.method,
+                &request.target,
+                &request.body,
+            );
             log_request(&request, &response);
             response
         }
@@ -709,9 +716,10 @@ fn encode_response(response: &Response) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + response.body.len());
     out.extend_from_slice(
         format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
             response.status,
             reason(response.status),
+            response.content_type,
             response.body.len()
         )
         .as_bytes(),

@@ -36,6 +36,7 @@ use serde_json::{json, Value};
 use self::summary::{summary, RestartOnly};
 use crate::revocation::{RevocationState, RevocationView};
 use crate::sources::{unix_seconds, RemoteSources};
+use crate::telemetry::Metrics;
 use crate::tls::TlsSnapshot;
 use crate::worker::Shared;
 
@@ -255,6 +256,8 @@ pub struct ControlPlane {
     revocation: Arc<RevocationState>,
     remote: Arc<RemoteSources>,
     restart_only: RestartOnly,
+    /// Reload counters for `/metrics`, when telemetry runs.
+    metrics: Option<Arc<Metrics>>,
     state: Mutex<ControlState>,
     stop: Stop,
     watcher: Mutex<Option<watch::FileWatcher>>,
@@ -277,6 +280,7 @@ impl ControlPlane {
         shared: Arc<Shared>,
         revocation: Arc<RevocationState>,
         remote: Arc<RemoteSources>,
+        metrics: Option<Arc<Metrics>>,
         startup: StartupText,
     ) -> Arc<Self> {
         let live = shared.snapshot.load_full();
@@ -286,6 +290,7 @@ impl ControlPlane {
             shared,
             revocation,
             remote,
+            metrics,
             state: Mutex::new(ControlState {
                 toml: startup.toml,
                 generation: live.generation,
@@ -391,6 +396,9 @@ impl ControlPlane {
         };
         let generation = state.generation + 1;
         tls.generation = generation;
+        if let Some(metrics) = &self.metrics {
+            metrics.reloaded(true);
+        }
         let report = ReloadReport {
             generation,
             summary: summary(&tls),
@@ -434,6 +442,9 @@ impl ControlPlane {
         errors: ConfigErrors,
     ) -> ReloadRefused {
         tracing::error!(config = %self.config_path.display(), trigger = trigger.as_str(), generation = state.generation, %errors, "reload refused; the running configuration stays");
+        if let Some(metrics) = &self.metrics {
+            metrics.reloaded(false);
+        }
         let refused = ReloadRefused {
             generation: state.generation,
             errors,

@@ -1,7 +1,7 @@
 //! What a generation holds (for reload results and the status page) and which of its settings
 //! differ from what the process runs with but cannot change without a restart.
 
-use portcullis_config::{AdminSettings, Snapshot};
+use portcullis_config::{AdminSettings, DiagnosticsSettings, LogSettings, Snapshot};
 use serde_json::{json, Value};
 
 use crate::tls::TlsSnapshot;
@@ -13,6 +13,8 @@ pub(crate) struct RestartOnly {
     workers: usize,
     cpu_affinity: Option<Vec<usize>>,
     admin: Option<AdminSettings>,
+    logs: LogSettings,
+    diagnostics: DiagnosticsSettings,
 }
 
 impl RestartOnly {
@@ -23,6 +25,8 @@ impl RestartOnly {
             workers: config.server.workers,
             cpu_affinity: config.server.cpu_affinity.clone(),
             admin: config.admin.clone(),
+            logs: config.logs.clone(),
+            diagnostics: config.diagnostics,
         }
     }
 
@@ -42,6 +46,12 @@ impl RestartOnly {
         }
         if new.admin != self.admin {
             keys.push("admin");
+        }
+        if new.logs != self.logs {
+            keys.push("logs");
+        }
+        if new.diagnostics != self.diagnostics {
+            keys.push("diagnostics");
         }
         keys
     }

@@ -31,8 +31,8 @@ impl Default for CacheSettings {
     }
 }
 
-/// A cached verdict: `Some(reason)` when revoked.
-pub(crate) type CachedVerdict = Option<Arc<str>>;
+/// A cached verdict: `Some((reason, source))` when revoked.
+pub(crate) type CachedVerdict = Option<(Arc<str>, super::RevokedBy)>;
 
 /// A verdict with the [`super::freshness::Freshness`] version it was
 /// computed at.

@@ -105,7 +105,12 @@ mod tests {
             .take(3)
             .collect();
         let freshness = Freshness::new();
-        let reason = |n: usize| Some(Arc::<str>::from(n.to_string()));
+        let reason = |n: usize| {
+            Some((
+                Arc::<str>::from(n.to_string()),
+                super::super::RevokedBy::Store(Arc::from("s")),
+            ))
+        };
         for (n, k) in same_set.iter().take(2).enumerate() {
             put(*k, reason(n), 0);
         }

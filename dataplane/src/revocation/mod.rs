@@ -51,14 +51,38 @@ pub enum Verdict {
     /// Not revoked.
     Good,
     /// Revoked: `reason` is the store's value for the serial, or
-    /// `"crl <path>"` for a CRL.
+    /// `"crl <path>"` for a CRL; `by` names the store or CRL issuer.
     Revoked {
         /// Why the certificate is revoked.
         reason: Arc<str>,
+        /// Which store or CRL revoked it.
+        by: RevokedBy,
     },
     /// A CRL of the certificate's issuer is past its nextUpdate and the
     /// site's policy is to deny (fail closed).
     CrlExpired,
+}
+
+/// Where a revocation comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokedBy {
+    /// The site's revocation store, by name.
+    Store(Arc<str>),
+    /// A CRL of the certificate's issuer.
+    Crl {
+        /// The CRL issuer's name, as configuration messages print it.
+        issuer: Arc<str>,
+    },
+}
+
+impl std::fmt::Display for RevokedBy {
+    /// `store <name>` or `CRL of <issuer>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Store(name) => write!(f, "store {name}"),
+            Self::Crl { issuer } => write!(f, "CRL of {issuer}"),
+        }
+    }
 }
 
 impl Verdict {

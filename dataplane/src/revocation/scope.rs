@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use portcullis_config::revocation::{CrlExpiredPolicy, CrlSnapshot};
 
 use super::store::Store;
+use super::RevokedBy;
 
 /// Source of unique scope ids, process-wide.
 static NEXT_SCOPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -18,6 +19,7 @@ static NEXT_SCOPE_ID: AtomicU64 = AtomicU64::new(1);
 struct Crl {
     snapshot: Arc<CrlSnapshot>,
     reason: Arc<str>,
+    by: RevokedBy,
 }
 
 /// The CRLs of one issuer Name.
@@ -28,12 +30,12 @@ pub(crate) struct IssuerCrls {
 }
 
 impl IssuerCrls {
-    /// The reason of the first CRL listing `normal_serial`.
-    pub(crate) fn revoked(&self, normal_serial: &str) -> Option<Arc<str>> {
+    /// The reason and source of the first CRL listing `normal_serial`.
+    pub(crate) fn revoked(&self, normal_serial: &str) -> Option<(Arc<str>, RevokedBy)> {
         self.crls
             .iter()
             .find(|crl| crl.snapshot.revoked_serials.contains(normal_serial))
-            .map(|crl| Arc::clone(&crl.reason))
+            .map(|crl| (Arc::clone(&crl.reason), crl.by.clone()))
     }
 
     /// Whether any of the issuer's CRLs is past its nextUpdate at `now`.
@@ -71,6 +73,9 @@ impl SiteRevocation {
         for snapshot in crls {
             let crl = Crl {
                 reason: Arc::from(format!("crl {}", snapshot.path.display())),
+                by: RevokedBy::Crl {
+                    issuer: Arc::from(snapshot.issuer_subject.as_str()),
+                },
                 snapshot: Arc::clone(snapshot),
             };
             match issuers
@@ -118,6 +123,7 @@ impl SiteRevocation {
                             .map(|crl| Crl {
                                 snapshot: Arc::clone(&crl.snapshot),
                                 reason: Arc::clone(&crl.reason),
+                                by: crl.by.clone(),
                             })
                             .collect(),
                     })

@@ -22,7 +22,8 @@ use super::scope::{IssuerCrls, SiteRevocation};
 use super::serial;
 use super::store::{Interner, Store};
 use super::view::RevocationView;
-use super::Verdict;
+use super::{RevokedBy, Verdict};
+use crate::telemetry::metrics::revocation_lookup;
 
 /// Process-wide revocation state: the live generation's [`RevocationView`] (its stores are
 /// what the admin API changes), a cache of verdicts, and an epoch counter. Shared by all
@@ -141,7 +142,7 @@ impl RevocationState {
             None => compute(scope, crls, magnitude),
         };
         match revoked {
-            Some(reason) => Verdict::Revoked { reason },
+            Some((reason, by)) => Verdict::Revoked { reason, by },
             None if scope.crl_expired_policy() == CrlExpiredPolicy::Deny
                 && crls.is_some_and(|crls| crls.any_expired(now)) =>
             {
@@ -161,14 +162,17 @@ impl RevocationState {
         key: CacheKey,
     ) -> CachedVerdict {
         if let Some(verdict) = local_cache::get(&key, &self.freshness) {
+            revocation_lookup(true);
             return verdict;
         }
         if let Some(entry) = self.cache.get(&key) {
             if self.freshness.is_fresh(key.serial(), entry.version) {
                 local_cache::put(key, entry.verdict.clone(), entry.version);
+                revocation_lookup(true);
                 return entry.verdict;
             }
         }
+        revocation_lookup(false);
         let version = self.freshness.current();
         let verdict = compute(scope, crls, key.serial());
         let entry = Versioned {
@@ -316,8 +320,10 @@ impl RevocationState {
 /// The uncached verdict: the store's value, else the reason of a CRL of the
 /// certificate's issuer listing the serial.
 fn compute(scope: &SiteRevocation, crls: Option<&IssuerCrls>, magnitude: &[u8]) -> CachedVerdict {
-    if let Some(reason) = scope.store().and_then(|store| store.lookup(magnitude)) {
-        return Some(reason);
+    if let Some(store) = scope.store() {
+        if let Some(reason) = store.lookup(magnitude) {
+            return Some((reason, RevokedBy::Store(store.shared_name())));
+        }
     }
     crls.and_then(|crls| crls.revoked(&serial::to_normal_hex(magnitude)))
 }

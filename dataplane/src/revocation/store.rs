@@ -33,7 +33,7 @@ struct StoreFile {
 /// Readers load the current map through an [`ArcSwap`] (lock-free); writers
 /// serialise on `file`, persist the new contents, then swap the map.
 pub(crate) struct Store {
-    name: String,
+    name: Arc<str>,
     entries: ArcSwap<Entries>,
     file: Mutex<StoreFile>,
 }
@@ -51,7 +51,7 @@ impl Store {
     /// A store holding the entries of a configuration snapshot.
     pub(crate) fn from_snapshot(snapshot: &RevocationStoreSnapshot) -> Self {
         Self {
-            name: snapshot.name.clone(),
+            name: Arc::from(snapshot.name.as_str()),
             entries: ArcSwap::from_pointee(entries_of(snapshot)),
             file: Mutex::new(StoreFile {
                 path: snapshot.path.clone(),
@@ -65,6 +65,11 @@ impl Store {
     /// The store's configured name.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The store's name, shared (for verdicts that name it).
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
     }
 
     /// Where the store comes from (its file path or object URL), for messages and the status

@@ -13,7 +13,7 @@ use portcullis_config::revocation::{
 use portcullis_config::{MtlsSettings, Snapshot};
 use tempfile::TempDir;
 
-use super::{RevocationError, RevocationState, RevocationView, SiteRevocation, Verdict};
+use super::{RevocationError, RevocationState, RevocationView, RevokedBy, SiteRevocation, Verdict};
 use crate::pki::DemoPki;
 
 const ISSUER_A: &[u8] = b"\x30\x0bissuer-a-dn";
@@ -123,9 +123,27 @@ fn reload(state: &RevocationState, config: &Snapshot) {
     state.publish(Arc::new(view));
 }
 
-fn revoked(reason: &str) -> Verdict {
+/// A revocation by the store `main`, or (for a `crl ...` reason) by a CRL of the tests'
+/// CRL issuer `CN=test`.
+/// A revocation by the store called `store`.
+fn revoked_in(reason: &str, store: &str) -> Verdict {
     Verdict::Revoked {
         reason: Arc::from(reason),
+        by: RevokedBy::Store(Arc::from(store)),
+    }
+}
+
+fn revoked(reason: &str) -> Verdict {
+    let by = if reason.starts_with("crl ") {
+        RevokedBy::Crl {
+            issuer: Arc::from("CN=test"),
+        }
+    } else {
+        RevokedBy::Store(Arc::from("main"))
+    };
+    Verdict::Revoked {
+        reason: Arc::from(reason),
+        by,
     }
 }
 
@@ -689,7 +707,7 @@ fn staging_resolves_stores_by_name_whatever_their_position() {
             .collect();
         assert_eq!(
             verdicts(&fixture.config(&stores, uses("b"))),
-            [Verdict::Good, revoked("in b"), Verdict::Good],
+            [Verdict::Good, revoked_in("in b", "b"), Verdict::Good],
             "{:?}",
             stores.iter().map(|s| s.0).collect::<Vec<_>>()
         );
@@ -697,7 +715,7 @@ fn staging_resolves_stores_by_name_whatever_their_position() {
     // Renamed: the new name with whatever file it now has.
     assert_eq!(
         verdicts(&fixture.config(&[("renamed", &c, json)], uses("renamed"))),
-        [Verdict::Good, Verdict::Good, revoked("in c")]
+        [Verdict::Good, Verdict::Good, revoked_in("in c", "renamed")]
     );
 }
 

@@ -8,21 +8,23 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::SystemTime;
 
 use boring::ex_data::Index;
-use boring::pkey::{PKey, Private};
+use boring::pkey::PKey;
 use boring::ssl::{
     select_next_proto, AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder,
     SslMethod, SslRef, SslSessionCacheMode, SslVersion,
 };
 use boring::x509::X509;
-use foreign_types::ForeignTypeRef;
 use portcullis_config::{ConfigError, ConfigErrors, SiteSnapshot, Snapshot, TrustAnchor};
 
-use super::cert_keys::set_session_id_context;
-use super::policy::{ViewerPolicy, ALERT_INTERNAL_ERROR};
+use super::ext;
+use super::policy::ViewerPolicy;
+use super::refusal::{alert, Refusal};
 use super::trust::TrustAnchors;
-use super::viewer_identity::{ChainRecord, SiteRevocationCheck};
+use super::verify::verify_chain;
+use super::viewer_identity::{HandshakeRecord, SiteRevocationCheck};
 use crate::revocation::{RevocationState, RevocationView};
 
 /// ALPN protocols offered, in wire format.
@@ -46,7 +48,7 @@ pub struct SiteTls {
     pub policy: ViewerPolicy,
     /// Revocation checks for its viewers.
     pub revocation: SiteRevocationCheck,
-    /// The viewer trust store (roots and intermediates of `mtls.trust_store`), shared with
+    /// The viewer trust anchors (roots and intermediates of `mtls.trust_store`), shared with
     /// other generations that have the same anchors.
     trust: Arc<TrustAnchors>,
     /// Session id context prefix; the revocation epoch completes it, so that sessions issued
@@ -117,12 +119,12 @@ impl std::fmt::Debug for TlsSnapshot {
     }
 }
 
-/// Where a connection's verify callback records the verified chain.
-pub(crate) fn chain_record_index() -> Index<Ssl, ChainRecord> {
-    static INDEX: OnceLock<Index<Ssl, ChainRecord>> = OnceLock::new();
+/// Where a connection records its certificate decision and alerts.
+pub(crate) fn handshake_record_index() -> Index<Ssl, HandshakeRecord> {
+    static INDEX: OnceLock<Index<Ssl, HandshakeRecord>> = OnceLock::new();
     *INDEX.get_or_init(|| {
         // Allocating an ex-data index only fails when BoringSSL is out of memory at start-up.
-        Ssl::new_ex_index().expect("BoringSSL ex-data index for the chain record")
+        Ssl::new_ex_index().expect("BoringSSL ex-data index for the handshake record")
     })
 }
 
@@ -176,7 +178,7 @@ impl TlsSnapshot {
                     }));
                 }
                 Ok(SiteContext { trust: None, .. }) => {
-                    // Unreachable: a site context is always built with its trust store.
+                    // Unreachable: a site context is always built with its trust anchors.
                     errors.push(ConfigError {
                         file: config.source.clone(),
                         key: format!("{}.mtls.trust_store", site.key_prefix),
@@ -193,7 +195,7 @@ impl TlsSnapshot {
         let default_site = &sites[config.default_site];
         // The front context only selects the site (its ClientHello callback switches every
         // connection to the site's context before any certificate is requested or checked), so
-        // it gets no trust store and no CA names.
+        // it gets no trust anchors and no CA names.
         let mut front = site_context_builder(&default_site.config, false)
             .map_err(ConfigErrors)?
             .builder;
@@ -206,25 +208,15 @@ impl TlsSnapshot {
             let ssl = hello.ssl_mut();
             ssl.set_ssl_context(&site.context)
                 .map_err(|_| SelectCertError::ERROR)?;
-            if !set_session_id_context(ssl, &site.session_id_context()) {
-                return Err(SelectCertError::ERROR);
-            }
-            // SAFETY: a live SSL inside its ClientHello callback.
-            unsafe {
-                boring_sys::SSL_set_custom_verify(
-                    ssl.as_ptr(),
-                    site.policy.verify_mode().bits(),
-                    Some(verify_viewer),
-                );
-            }
+            ext::set_session_id_context(ssl, &site.session_id_context())
+                .map_err(|_| SelectCertError::ERROR)?;
+            ext::set_connection_verify(ssl, site.policy.verify_mode());
             ssl.set_ex_data(site_index(), Arc::clone(site));
-            ssl.set_ex_data(chain_record_index(), ChainRecord::default());
             Ok(())
         });
         // One ticket per handshake instead of BoringSSL's two: each carries the client's
         // certificate chain, costs an encryption and waits in memory until the first response.
-        // SAFETY: `front` is a valid SSL_CTX under construction.
-        unsafe { boring_sys::SSL_CTX_set_num_tickets(front.as_ptr(), 1) };
+        ext::set_num_tickets(&mut front, 1);
         Ok(Self {
             config,
             generation: 0,
@@ -248,11 +240,13 @@ impl TlsSnapshot {
 
     /// A new server-side TLS session for an accepted connection.
     pub fn new_session(&self) -> Result<Ssl, boring::error::ErrorStack> {
-        let ssl = Ssl::new(&self.front)?;
+        let mut ssl = Ssl::new(&self.front)?;
         // Free the handshake-only configuration (certificate, key, CA names) once the
         // handshake is done: an idle connection keeps only what it still needs.
-        // SAFETY: `ssl` is a valid, not yet started SSL.
-        unsafe { boring_sys::SSL_set_shed_handshake_config(ssl.as_ptr(), 1) };
+        ext::shed_handshake_config(&mut ssl);
+        // Set before the ClientHello, so that alerts of a handshake that fails early are
+        // recorded too.
+        ssl.set_ex_data(handshake_record_index(), HandshakeRecord::default());
         Ok(ssl)
     }
 
@@ -261,18 +255,18 @@ impl TlsSnapshot {
         &self.sites
     }
 
-    /// The verified chain recorded for a connection (empty when verification did not run).
-    pub fn chain_record_of(ssl: &SslRef) -> Option<&ChainRecord> {
-        ssl.ex_data(chain_record_index())
+    /// What a connection's handshake recorded (decision, alerts).
+    pub(crate) fn handshake_record_of(ssl: &SslRef) -> Option<&HandshakeRecord> {
+        ssl.ex_data(handshake_record_index())
     }
 
     /// The site a connection's ClientHello selected (None before the ClientHello was read).
-    pub fn site_of(ssl: &SslRef) -> Option<&Arc<SiteTls>> {
+    pub(crate) fn site_of(ssl: &SslRef) -> Option<&Arc<SiteTls>> {
         ssl.ex_data(site_index())
     }
 }
 
-/// A site's context under construction and the trust store its verify callback uses (none
+/// A site's context under construction and the trust anchors its verify callback uses (none
 /// for the front context).
 struct SiteContext {
     builder: SslContextBuilder,
@@ -350,6 +344,7 @@ fn site_context_builder(
     b.set_alpn_select_callback(|_, offered| {
         select_next_proto(ALPN_HTTP11, offered).ok_or(AlpnError::NOACK)
     });
+    ext::record_alerts(&mut b);
 
     let mut errors = Vec::new();
     let leaf = match site
@@ -382,7 +377,7 @@ fn site_context_builder(
     if let (Some(leaf), Some(key)) = (&leaf, &key) {
         match leaf.public_key() {
             Ok(public) if public.public_eq(key) => {
-                if let Err(e) = set_chain_and_key(&mut b, &site.certificate_chain, key) {
+                if let Err(e) = ext::set_chain_and_key(&mut b, &site.certificate_chain, key) {
                     errors.push(cert_error(format!("certificate not usable: {e}")));
                 }
             }
@@ -422,116 +417,44 @@ fn site_context_builder(
     }
     if let Some(trust) = trust.as_ref().filter(|_| site.mtls.advertise_ca_names) {
         if !trust.ca_names().is_empty() {
-            set_client_ca_names(&mut b, trust.ca_names())
+            ext::set_client_ca_names(&mut b, trust.ca_names())
                 .map_err(|e| internal("client CA names", e))?;
         }
     }
-    let mode = ViewerPolicy::from_settings(&site.mtls).verify_mode();
-    // SAFETY: `b` is a valid SSL_CTX under construction; `verify_viewer` has the signature
-    // BoringSSL expects and never unwinds.
-    unsafe {
-        boring_sys::SSL_CTX_set_custom_verify(b.as_ptr(), mode.bits(), Some(verify_viewer));
-    }
+    ext::set_context_verify(
+        &mut b,
+        ViewerPolicy::from_settings(&site.mtls).verify_mode(),
+    );
     Ok(SiteContext { builder: b, trust })
 }
 
-/// BoringSSL's custom-verify callback for every site: applies the policy of the site the
-/// ClientHello selected. Fails closed (internal_error) when it cannot be evaluated.
-unsafe extern "C" fn verify_viewer(
-    ssl: *mut boring_sys::SSL,
-    out_alert: *mut u8,
-) -> boring_sys::ssl_verify_result_t {
-    let verdict = std::panic::catch_unwind(|| {
-        // SAFETY: BoringSSL passes the live SSL being verified.
-        let ssl = unsafe { SslRef::from_ptr(ssl) };
-        let site = TlsSnapshot::site_of(ssl).ok_or(ALERT_INTERNAL_ERROR)?;
-        let record = TlsSnapshot::chain_record_of(ssl);
-        site.policy
-            .verify_peer(ssl, &site.trust, &site.revocation, record)
-    })
-    .unwrap_or(Err(ALERT_INTERNAL_ERROR));
-    match verdict {
-        Ok(()) => boring_sys::ssl_verify_result_t::ssl_verify_ok,
-        Err(alert) => {
-            // SAFETY: BoringSSL passes a writable alert byte.
-            unsafe { *out_alert = alert };
-            boring_sys::ssl_verify_result_t::ssl_verify_invalid
-        }
-    }
-}
-
-/// Installs the server chain (DER, leaf first) and key on a buffers-only context.
-fn set_chain_and_key(
-    b: &mut SslContextBuilder,
-    chain: &[Vec<u8>],
-    key: &PKey<Private>,
-) -> Result<(), boring::error::ErrorStack> {
-    let buffers = chain
-        .iter()
-        .map(|der| CryptoBuffer::new(der))
-        .collect::<Result<Vec<_>, _>>()?;
-    let pointers: Vec<*mut boring_sys::CRYPTO_BUFFER> = buffers.iter().map(|b| b.0).collect();
-    // SAFETY: valid context, buffers and key; BoringSSL takes its own references.
-    let ok = unsafe {
-        boring_sys::SSL_CTX_set_chain_and_key(
-            b.as_ptr(),
-            pointers.as_ptr(),
-            pointers.len(),
-            key.as_ptr(),
-            std::ptr::null(),
-        )
+/// The certificate decision of the site the ClientHello selected, for BoringSSL's verify
+/// callback ([`ext`]'s trampoline): runs [`verify_chain`] on the presented chain now, records
+/// the decision for the connection log, and answers the alert to send on refusal. Fails closed
+/// (internal_error) when it cannot be evaluated.
+pub(crate) fn verify_viewer(ssl: &mut SslRef) -> Result<(), u8> {
+    let Some(site) = TlsSnapshot::site_of(ssl) else {
+        return Err(alert::INTERNAL_ERROR);
     };
-    if ok == 1 {
-        Ok(())
-    } else {
-        Err(boring::error::ErrorStack::get())
+    let presented: Vec<&[u8]> = ext::peer_certificates(ssl).collect();
+    let decision = verify_chain(
+        &site.policy,
+        &site.trust,
+        &presented,
+        &site.revocation,
+        SystemTime::now(),
+    );
+    let answer = decision.as_ref().map(|_| ()).map_err(Refusal::alert);
+    if let Some(record) = TlsSnapshot::handshake_record_of(ssl) {
+        record.decide(decision);
     }
+    answer
 }
 
-/// Sets the CA names sent in the CertificateRequest (`advertise_ca_names`).
-fn set_client_ca_names(
-    b: &mut SslContextBuilder,
-    names: &[Vec<u8>],
-) -> Result<(), boring::error::ErrorStack> {
-    // SAFETY: a fresh stack; each pushed buffer's reference moves into it, and the stack's
-    // ownership moves into the context (SSL_CTX_set0_client_CAs).
-    unsafe {
-        let stack = boring_sys::OPENSSL_sk_new_null();
-        if stack.is_null() {
-            return Err(boring::error::ErrorStack::get());
-        }
-        for name in names {
-            let buffer = CryptoBuffer::new(name)?;
-            if boring_sys::OPENSSL_sk_push(stack, buffer.0.cast()) == 0 {
-                boring_sys::OPENSSL_sk_free(stack);
-                return Err(boring::error::ErrorStack::get());
-            }
-            std::mem::forget(buffer);
-        }
-        boring_sys::SSL_CTX_set0_client_CAs(b.as_ptr(), stack.cast());
-    }
-    Ok(())
-}
-
-/// An owned CRYPTO_BUFFER reference.
-struct CryptoBuffer(*mut boring_sys::CRYPTO_BUFFER);
-
-impl CryptoBuffer {
-    fn new(der: &[u8]) -> Result<Self, boring::error::ErrorStack> {
-        // SAFETY: BoringSSL copies `der`.
-        let buffer =
-            unsafe { boring_sys::CRYPTO_BUFFER_new(der.as_ptr(), der.len(), std::ptr::null_mut()) };
-        if buffer.is_null() {
-            Err(boring::error::ErrorStack::get())
-        } else {
-            Ok(Self(buffer))
-        }
-    }
-}
-
-impl Drop for CryptoBuffer {
-    fn drop(&mut self) {
-        // SAFETY: we own one reference.
-        unsafe { boring_sys::CRYPTO_BUFFER_free(self.0) };
+/// Records an alert a connection sent (`sent`) or received in its handshake record (called
+/// by [`ext`]'s info callback).
+pub(crate) fn note_alert(ssl: &SslRef, sent: bool, alert: u8) {
+    if let Some(record) = TlsSnapshot::handshake_record_of(ssl) {
+        record.note_alert(sent, alert);
     }
 }

@@ -7,13 +7,17 @@
 //! itself copies it (decrypting into the caller's slice, encrypting from it).
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boring::ssl::{ErrorCode, Ssl, SslRef, SslStream, SslVersion};
-use foreign_types::ForeignTypeRef;
+use boring::ssl::{ErrorCode, NameType, Ssl, SslStream, SslVersion};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
+use super::context::{SiteTls, TlsSnapshot};
+use super::ext;
+use super::refusal::{HandshakeFailure, Refusal};
+use super::viewer_identity::{HandshakeRecord, OpenIdentity, SiteRevocationCheck};
 use crate::write_timeout;
 
 /// Ciphertext read buffer while traffic is light (an idle connection waits with this much):
@@ -94,6 +98,19 @@ pub enum TlsError {
     Eof,
 }
 
+/// What a finished handshake negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: &'static str,
+    /// IANA name of the cipher suite (`TLS_AES_128_GCM_SHA256`).
+    pub cipher: Option<&'static str>,
+    /// The negotiated ALPN protocol, if any.
+    pub alpn: Option<&'static str>,
+    /// Whether the session was resumed (no certificate exchange).
+    pub resumed: bool,
+}
+
 /// A server-side TLS connection over a monoio transport.
 pub struct TlsStream<T> {
     ssl: SslStream<CipherBuffers>,
@@ -103,6 +120,9 @@ pub struct TlsStream<T> {
     /// TLS 1.3 session tickets are queued inside BoringSSL until the first write, so they
     /// leave with the first response instead of in a send of their own.
     tickets_queued: bool,
+    /// Plaintext bytes read from and written to the client.
+    bytes_in: u64,
+    bytes_out: u64,
     /// A send failed or timed out: the connection can only be closed.
     send_failed: bool,
 }
@@ -127,6 +147,8 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
             transport,
             send_timeout: Duration::ZERO,
             tickets_queued: false,
+            bytes_in: 0,
+            bytes_out: 0,
             send_failed: false,
         })
     }
@@ -138,9 +160,88 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         self.send_timeout = timeout;
     }
 
-    /// The BoringSSL session (negotiated version, peer certificate, ex-data, ...).
-    pub fn ssl(&self) -> &SslRef {
-        self.ssl.ssl()
+    /// The site the ClientHello selected (None before the ClientHello was read).
+    pub fn site(&self) -> Option<&Arc<SiteTls>> {
+        TlsSnapshot::site_of(self.ssl.ssl())
+    }
+
+    /// What the handshake recorded: the certificate decision and the alerts.
+    pub fn handshake_record(&self) -> Option<&HandshakeRecord> {
+        TlsSnapshot::handshake_record_of(self.ssl.ssl())
+    }
+
+    /// The negotiated version, cipher suite and ALPN protocol, and whether the session was
+    /// resumed.
+    pub fn handshake_info(&self) -> HandshakeInfo {
+        let ssl = self.ssl.ssl();
+        HandshakeInfo {
+            version: ssl.version_str(),
+            cipher: ssl.current_cipher().and_then(|c| c.standard_name()),
+            alpn: ssl.selected_alpn_protocol().map(|p| match p {
+                b"http/1.1" => "http/1.1",
+                b"h2" => "h2",
+                _ => "other",
+            }),
+            resumed: ssl.session_reused(),
+        }
+    }
+
+    /// The server name the client sent (SNI), if any.
+    pub fn sni(&self) -> Option<&str> {
+        self.ssl.ssl().servername(NameType::HOST_NAME)
+    }
+
+    /// The DER of the client's leaf certificate (of the handshake in progress, or of the
+    /// session after it), without a copy. None without one.
+    pub fn leaf_der(&self) -> Option<&[u8]> {
+        ext::peer_leaf_der(self.ssl.ssl())
+    }
+
+    /// The client's certificate identity for re-checking on revocation changes: the verified
+    /// chain, or on resumption the chain of the session. None without a client certificate.
+    pub fn open_identity(&self, check: SiteRevocationCheck) -> Option<OpenIdentity> {
+        OpenIdentity::of(self.ssl.ssl(), self.handshake_record(), check)
+    }
+
+    /// Plaintext bytes (read from, written to) the client so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_in, self.bytes_out)
+    }
+
+    /// How a handshake that [`Self::accept`] failed with `error` ended: the certificate
+    /// decision's refusal, a missing certificate, a transport failure, or a protocol error
+    /// (with the alerts sent and received).
+    pub fn handshake_failure(&self, error: &TlsError) -> HandshakeFailure {
+        let record = self.handshake_record();
+        if let Some(refusal) = record.and_then(HandshakeRecord::refusal) {
+            return HandshakeFailure::Refused(refusal.clone());
+        }
+        let ssl = match error {
+            TlsError::Io(e) => return HandshakeFailure::Transport(transport_text(e).into()),
+            TlsError::Eof => {
+                return HandshakeFailure::Transport(
+                    "client closed the connection during the handshake".into(),
+                )
+            }
+            TlsError::Ssl(e) => e,
+        };
+        if let Some(io) = ssl.io_error() {
+            return HandshakeFailure::Transport(transport_text(io).into());
+        }
+        let first = ssl.ssl_error().and_then(|stack| stack.errors().first());
+        if first.is_some_and(ext::is_missing_certificate) {
+            return HandshakeFailure::Refused(Refusal::CertificateMissing);
+        }
+        if first.is_none() && ssl.code() == ErrorCode::SYSCALL {
+            return HandshakeFailure::Transport(
+                "client closed the connection during the handshake".into(),
+            );
+        }
+        HandshakeFailure::Protocol {
+            sent: record.and_then(HandshakeRecord::alert_sent),
+            received: record.and_then(HandshakeRecord::alert_received),
+            reason: first.and_then(|e| e.reason()).unwrap_or("unknown").into(),
+        }
     }
 
     /// The underlying transport.
@@ -183,6 +284,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         loop {
             match self.ssl.ssl_read(buf) {
                 Ok(n) => {
+                    self.bytes_in += n as u64;
                     if !self.ssl.get_ref().outgoing.is_empty() {
                         self.send_pending().await?;
                     }
@@ -220,6 +322,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
             let chunk = &buf[..buf.len().min(MAX_WRITE_CHUNK)];
             match self.ssl.ssl_write(chunk) {
                 Ok(n) => {
+                    self.bytes_out += n as u64;
                     buf = &buf[n..];
                     if self.ssl.get_ref().outgoing.len() >= MAX_WRITE_CHUNK {
                         self.flush().await?;
@@ -242,9 +345,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
     /// undecrypted bytes are buffered, or the peer already closed.
     fn has_buffered_input(&self) -> bool {
         let io = self.ssl.get_ref();
-        // SAFETY: `ssl` is a live SSL owned by this stream.
-        let in_boring = unsafe { boring_sys::SSL_has_pending(self.ssl.ssl().as_ptr()) } != 0;
-        in_boring || io.consumed < io.incoming.len() || io.eof
+        ext::has_pending(self.ssl.ssl()) || io.consumed < io.incoming.len() || io.eof
     }
 
     /// Waits, between requests, until the client sends something, holding no read or write
@@ -289,13 +390,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
     /// Sends the session tickets BoringSSL queued at the end of the handshake.
     async fn send_queued_tickets(&mut self) -> io::Result<()> {
         self.tickets_queued = false;
-        // A zero-byte write flushes BoringSSL's queued handshake flight (SSL_write
-        // documents it; the Rust wrapper returns early for an empty slice).
-        // SAFETY: `ssl` is a live SSL owned by this stream; a zero-length write reads no
-        // memory through the pointer.
-        let ret =
-            unsafe { boring_sys::SSL_write(self.ssl.ssl().as_ptr(), [0u8; 1].as_ptr().cast(), 0) };
-        if ret < 0 {
+        if !ext::write_queued_flight(self.ssl.ssl_mut()) {
             tracing::debug!("flushing session tickets failed");
         }
         self.send_pending().await
@@ -420,6 +515,18 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A transport failure as the connection log's detail says it.
+fn transport_text(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset => "connection reset by the client".to_owned(),
+        io::ErrorKind::BrokenPipe => "connection closed by the client (broken pipe)".to_owned(),
+        io::ErrorKind::UnexpectedEof => {
+            "client closed the connection during the handshake".to_owned()
+        }
+        _ => format!("transport error: {e}"),
     }
 }
 

@@ -4,7 +4,7 @@
 //! building one is quadratic in the number of anchors: about 110 ms for 1,000 CAs here. Instead,
 //! the anchors are parsed once and indexed by the (canonical) hash of their subject name, which
 //! is linear; each verification then hands BoringSSL's verifier only the anchors the presented
-//! chain can reach (`X509_STORE_CTX_set0_trusted_stack`): those whose subject is the subject or
+//! chain can reach ([`super::ext::trust_only`]): those whose subject is the subject or
 //! the issuer of a presented certificate, and transitively the issuers of those. The verifier
 //! builds and checks the chain exactly as with a store holding every anchor (an issuer outside
 //! that set cannot be part of a chain from the presented certificates), and it takes no lock
@@ -20,9 +20,10 @@ use boring::asn1::{Asn1Time, Asn1TimeRef};
 use boring::error::ErrorStack;
 use boring::stack::Stack;
 use boring::x509::store::{X509Store, X509StoreBuilder, X509StoreRef};
-use boring::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509};
-use foreign_types::ForeignTypeRef;
+use boring::x509::{X509Ref, X509};
 use portcullis_config::TrustAnchor;
+
+use super::ext::name_hash;
 
 /// One parsed anchor.
 struct Anchor {
@@ -48,12 +49,6 @@ impl std::fmt::Debug for TrustAnchors {
             .field("anchors", &self.anchors.len())
             .finish_non_exhaustive()
     }
-}
-
-/// The canonical hash of a name (what `X509_LOOKUP_hash_dir` uses).
-fn name_hash(name: &X509NameRef) -> u32 {
-    // SAFETY: `name` is a valid X509_NAME borrowed for the call.
-    unsafe { boring_sys::X509_NAME_hash(name.as_ptr()) }
 }
 
 /// Seconds since the Unix epoch of an ASN.1 time.
@@ -173,17 +168,6 @@ impl TrustAnchors {
             stack.push(self.anchors[index].cert.clone())?;
         }
         Ok(stack)
-    }
-
-    /// Makes `candidates` the only trusted certificates of the verification in `ctx`.
-    ///
-    /// `candidates` must outlive the verification: BoringSSL keeps a pointer to it.
-    pub fn trust_only(ctx: &mut X509StoreContextRef, candidates: &Stack<X509>) {
-        // SAFETY: `ctx` is an initialised verification context; the stack is not modified
-        // and, per this function's contract, outlives the verification that reads it.
-        unsafe {
-            boring_sys::X509_STORE_CTX_set0_trusted_stack(ctx.as_ptr(), candidates.as_ptr());
-        }
     }
 }
 

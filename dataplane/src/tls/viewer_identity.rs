@@ -3,15 +3,18 @@
 //! for open connections, when revocation data changes.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use boring::ssl::SslRef;
-use boring::x509::{X509Ref, X509VerifyError};
+use boring::x509::X509Ref;
 
-use super::cert_keys::{
+use super::ext::{
     issuer_and_serial_from_der, issuer_name_der, peer_certificates, serial_magnitude,
 };
+use super::refusal::Refusal;
+use super::verify::{RevocationView, VerifiedChain};
 use crate::revocation::{RevocationState, SiteRevocation, Verdict};
 
 /// One certificate, as revocation data identifies it.
@@ -43,34 +46,66 @@ impl CertKey {
     }
 }
 
-/// Set once per handshake by the verify callback: the verified chain, leaf first, or why the
-/// chain was refused (for the connection log).
+/// What one handshake recorded for later: the certificate decision (set once by the verify
+/// callback; absent when it did not run, e.g. on resumption or without a certificate) and the
+/// last TLS alerts sent and received (for the connection log's failure detail).
 #[derive(Debug, Default)]
-pub struct ChainRecord {
-    chain: OnceLock<Vec<CertKey>>,
-    refusal: OnceLock<X509VerifyError>,
+pub struct HandshakeRecord {
+    decision: OnceLock<Result<VerifiedChain, Refusal>>,
+    alert_sent: AtomicU16,
+    alert_received: AtomicU16,
 }
 
-impl ChainRecord {
-    /// Records the verified chain (the first record wins).
-    pub fn record(&self, keys: Vec<CertKey>) {
-        let _ = self.chain.set(keys);
+/// Marks a recorded alert (so that alert 0, close_notify, is distinguishable from none).
+const ALERT_PRESENT: u16 = 0x100;
+
+impl HandshakeRecord {
+    /// Records the certificate decision (the first record wins).
+    pub fn decide(&self, decision: Result<VerifiedChain, Refusal>) {
+        let _ = self.decision.set(decision);
     }
 
-    /// The recorded chain, if verification ran (it does not on resumption).
+    /// The verified chain's keys, if the decision ran and accepted a chain.
     pub fn get(&self) -> Option<&[CertKey]> {
-        self.chain.get().map(Vec::as_slice)
+        match self.decision.get() {
+            Some(Ok(chain)) if chain.is_verified() => Some(&chain.keys),
+            _ => None,
+        }
     }
 
-    /// Records why verification refused the chain.
-    pub fn refuse(&self, error: X509VerifyError) {
-        let _ = self.refusal.set(error);
+    /// The decision, if it ran.
+    pub fn decision(&self) -> Option<&Result<VerifiedChain, Refusal>> {
+        self.decision.get()
     }
 
-    /// Why verification refused the chain, if it did.
-    pub fn refusal(&self) -> Option<X509VerifyError> {
-        self.refusal.get().copied()
+    /// Why the decision refused the chain, if it did.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.decision.get().and_then(|d| d.as_ref().err())
     }
+
+    /// Records a TLS alert sent (`sent`) or received.
+    pub fn note_alert(&self, sent: bool, alert: u8) {
+        let slot = if sent {
+            &self.alert_sent
+        } else {
+            &self.alert_received
+        };
+        slot.store(ALERT_PRESENT | u16::from(alert), Ordering::Relaxed);
+    }
+
+    /// The last alert sent to the client.
+    pub fn alert_sent(&self) -> Option<u8> {
+        alert_of(self.alert_sent.load(Ordering::Relaxed))
+    }
+
+    /// The last alert received from the client.
+    pub fn alert_received(&self) -> Option<u8> {
+        alert_of(self.alert_received.load(Ordering::Relaxed))
+    }
+}
+
+fn alert_of(slot: u16) -> Option<u8> {
+    (slot & ALERT_PRESENT != 0).then_some((slot & 0xff) as u8)
 }
 
 /// Revocation checking for one site of one configuration generation.
@@ -98,23 +133,6 @@ impl SiteRevocationCheck {
         }
     }
 
-    /// The first non-good verdict among `certs`, else Good.
-    pub fn check_certs<'a>(&self, certs: impl IntoIterator<Item = &'a X509Ref>) -> Verdict {
-        let now = SystemTime::now();
-        for cert in certs {
-            let verdict = self.state.check(
-                &self.scope,
-                issuer_name_der(cert),
-                serial_magnitude(cert),
-                now,
-            );
-            if !matches!(verdict, Verdict::Good) {
-                return verdict;
-            }
-        }
-        Verdict::Good
-    }
-
     /// The first non-good verdict among recorded keys, else Good, under the revocation data
     /// of the *live* generation's site of the same name (an open connection keeps its
     /// identity across reloads, but revocations in newer data apply to it), or under this
@@ -138,6 +156,12 @@ impl SiteRevocationCheck {
     }
 }
 
+impl RevocationView for SiteRevocationCheck {
+    fn verdict(&self, issuer_name_der: &[u8], serial: &[u8], now: SystemTime) -> Verdict {
+        self.state.check(&self.scope, issuer_name_der, serial, now)
+    }
+}
+
 /// An open connection's identity, re-checked when revocation data changes
 /// (`revoke_open_connections`).
 #[derive(Debug)]
@@ -152,10 +176,10 @@ impl OpenIdentity {
     /// resumed session) the client's certificates. None without a client certificate.
     pub fn of(
         ssl: &SslRef,
-        record: Option<&ChainRecord>,
+        record: Option<&HandshakeRecord>,
         check: SiteRevocationCheck,
     ) -> Option<Self> {
-        let keys = match record.and_then(ChainRecord::get) {
+        let keys = match record.and_then(HandshakeRecord::get) {
             Some(keys) => keys.to_vec(),
             None => {
                 // A resumed session: the chain the client presented when the session was

@@ -1,0 +1,192 @@
+//! What the proxy reports per request: [`RequestObserver`] turns the start and the outcome of
+//! each request into request metrics and an access log record carrying the connection's id,
+//! and renders the optional connection-id header sent to the origin.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::metrics::LogKind;
+use super::record::{AccessRecord, LogRecord, RequestLine};
+use super::{ConnLog, WorkerTelemetry};
+use crate::tls::SiteTls;
+
+/// One connection's request reporting: references only (its state is in the boxed
+/// [`ConnLog`]).
+#[derive(Debug)]
+pub struct RequestObserver<'a> {
+    telemetry: &'a WorkerTelemetry,
+    site: &'a Arc<SiteTls>,
+    conn: &'a ConnLog,
+}
+
+/// The parts of a request head the access log keeps, borrowed from the client buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadView<'b> {
+    /// The method.
+    pub method: &'b [u8],
+    /// The `Host` value, if any.
+    pub host: Option<&'b [u8]>,
+    /// The request target.
+    pub path: &'b [u8],
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+}
+
+/// A request in flight, from its head on.
+#[derive(Debug)]
+pub(crate) struct RequestStart {
+    at: Instant,
+    bytes: (u64, u64),
+    line: Option<RequestLine>,
+    protocol: &'static str,
+}
+
+/// How the proxy ended a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestOutcome {
+    /// The status sent to the client.
+    pub status: u16,
+    /// The origin address, and the time from connecting to its response head.
+    pub origin: Option<(SocketAddr, Duration)>,
+}
+
+impl RequestOutcome {
+    /// A response with `status` that did not involve the origin.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            origin: None,
+        }
+    }
+}
+
+impl<'a> RequestObserver<'a> {
+    /// Reporting for the requests of connection `conn` on `site`, after its handshake.
+    pub fn new(telemetry: &'a WorkerTelemetry, site: &'a Arc<SiteTls>, conn: &'a ConnLog) -> Self {
+        Self {
+            telemetry,
+            site,
+            conn,
+        }
+    }
+
+    /// The connection waits for its next request; `bytes` are the stream's byte counts
+    /// (what the next request reads and writes is counted from here).
+    pub fn between_requests(&self, bytes: (u64, u64)) {
+        self.conn.mark.set(bytes);
+    }
+
+    /// A request head arrived (None: it was refused unread).
+    pub fn started(&self, head: Option<HeadView<'_>>) {
+        self.conn.requests.set(self.conn.requests.get() + 1);
+        let protocol = match head {
+            Some(head) if head.minor_version == 0 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        *self.conn.current.borrow_mut() = Some(RequestStart {
+            at: Instant::now(),
+            bytes: self.conn.mark.get(),
+            line: head
+                .filter(|_| self.telemetry.access_log)
+                .map(|head| RequestLine::new(head.method, head.host, head.path)),
+            protocol,
+        });
+    }
+
+    /// The request in flight ended with `outcome`; `bytes` are the stream's byte counts now.
+    pub fn finished(&self, outcome: RequestOutcome, bytes: (u64, u64)) {
+        let Some(start) = self.conn.current.borrow_mut().take() else {
+            return;
+        };
+        let took = start.at.elapsed();
+        let Some(established) = &self.conn.established else {
+            return;
+        };
+        established.slot.0.worker(self.telemetry.worker).request(
+            outcome.status,
+            took,
+            outcome.origin.map(|(_, d)| d),
+        );
+        if !self.telemetry.access_log {
+            return;
+        }
+        let record = AccessRecord {
+            timestamp: SystemTime::now(),
+            id: self.conn.id,
+            seq: self.conn.requests.get(),
+            client: self.conn.peer.ip(),
+            request: start.line,
+            protocol: start.protocol,
+            status: outcome.status,
+            bytes_in: bytes.0.saturating_sub(start.bytes.0),
+            bytes_out: bytes.1.saturating_sub(start.bytes.1),
+            duration_ms: took.as_secs_f64() * 1e3,
+            origin: outcome.origin.map(|(addr, _)| addr),
+            origin_ms: outcome.origin.map(|(_, d)| d.as_secs_f64() * 1e3),
+            leaf: self.conn.established.as_ref().and_then(|e| e.leaf.clone()),
+            site: Arc::clone(self.site),
+        };
+        self.telemetry
+            .push(LogKind::Access, LogRecord::Access(Box::new(record)));
+    }
+
+    /// Requests seen so far.
+    pub fn requests(&self) -> u32 {
+        self.conn.requests.get()
+    }
+
+    /// Adds the connection-id header (if configured) to a rendered origin request head,
+    /// replacing any field of that name the client sent.
+    pub fn add_origin_header(&self, head: &mut Vec<u8>) {
+        if let Some(name) = self.telemetry.connection_id_header() {
+            set_header(head, name.as_bytes(), &self.conn.id.encode());
+        }
+    }
+}
+
+/// Removes every `name` field from a rendered request head (ending in an empty line) and
+/// inserts `name: value` before the empty line.
+pub fn set_header(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let mut out = Vec::with_capacity(head.len() + name.len() + value.len() + 4);
+    let mut rest = &head[..];
+    let mut first = true;
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let current = &rest[..end];
+        rest = &rest[end + 2..];
+        if current.is_empty() {
+            break;
+        }
+        let is_name = !first
+            && current.len() > name.len()
+            && current[name.len()] == b':'
+            && current[..name.len()].eq_ignore_ascii_case(name);
+        first = false;
+        if !is_name {
+            out.extend_from_slice(current);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(rest);
+    *head = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_replaces_a_client_copy_and_goes_before_the_end() {
+        let mut head =
+            b"GET / HTTP/1.1\r\nHost: a\r\nx-conn-id: forged\r\nAccept: */*\r\n\r\nbody".to_vec();
+        set_header(&mut head, b"X-Conn-Id", b"abc");
+        assert_eq!(
+            String::from_utf8(head).expect("utf8"),
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX-Conn-Id: abc\r\n\r\nbody"
+        );
+    }
+}
