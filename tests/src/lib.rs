@@ -648,6 +648,45 @@ pub fn openssl(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().expect("openssl output")
 }
 
+/// One `openssl s_client` TLS 1.3 exchange with `server` on `localhost`, presenting `cert` and
+/// `key`, trusting `ca`, sending one `Connection: close` request; `session_arg` is
+/// `-sess_out` (save the session to `session`) or `-sess_in` (offer it). Returns (stdout,
+/// stderr).
+pub fn s_client_with_session(
+    server: &Portcullis,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    session_arg: &str,
+    session: &Path,
+) -> (String, String) {
+    let connect = format!("127.0.0.1:{}", server.addr.port());
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let out = openssl(
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            &path(ca),
+            "-cert",
+            &path(cert),
+            "-key",
+            &path(key),
+            session_arg,
+            &path(session),
+            "-ign_eof",
+        ],
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Starts the echo origin on 127.0.0.1 with an ephemeral port.
 pub fn origin() -> DemoOrigin {
     DemoOrigin::start("127.0.0.1:0".parse().expect("addr")).expect("start origin")

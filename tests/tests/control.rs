@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use boring::ssl::{SslConnector, SslFiletype, SslMethod};
 use portcullis_e2e::{
-    admin_json, config_text, openssl, origin, wait_for, DemoOrigin, Portcullis, SiteConfig, TestPki,
+    admin_json, config_text, origin, s_client_with_session, wait_for, DemoOrigin, Portcullis,
+    SiteConfig, TestPki,
 };
 use serde_json::Value;
 
@@ -176,30 +177,14 @@ fn a_session_is_not_resumed_after_its_trust_store_changed() {
         .pki
         .write_client("resumer", &client, &[&bed.pki.intermediate]);
     let sess = bed.pki.path("session.pem");
-    let connect = format!("127.0.0.1:{}", bed.server.addr.port());
-    let s_client = |sess_arg: &str| {
-        let out = openssl(
-            &[
-                "s_client",
-                "-connect",
-                &connect,
-                "-servername",
-                "localhost",
-                "-CAfile",
-                bed.pki.path("root.pem").to_str().expect("path"),
-                "-cert",
-                cert.to_str().expect("path"),
-                "-key",
-                key.to_str().expect("path"),
-                sess_arg,
-                sess.to_str().expect("path"),
-                "-ign_eof",
-            ],
-            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-        );
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+    let s_client = |session_arg: &str| {
+        s_client_with_session(
+            &bed.server,
+            &bed.pki.path("root.pem"),
+            &cert,
+            &key,
+            session_arg,
+            &sess,
         )
     };
     let (first, _) = s_client("-sess_out");

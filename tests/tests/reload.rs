@@ -118,6 +118,26 @@ impl Bed {
         }
     }
 
+    /// Revokes `client` in `store` with `portcullis revoke` through the admin API.
+    fn revoke(&self, store: &str, client: &Client) {
+        let admin = self.server.admin.expect("admin").to_string();
+        let out = portcullis_cli(&[
+            "revoke",
+            "--admin",
+            &admin,
+            "--store",
+            store,
+            &client.serial,
+            "--reason",
+            "runtime",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn admin(&self, method: &str, path: &str) -> (u16, String) {
         admin_call(self.server.admin.expect("admin"), method, path, None)
     }
@@ -185,19 +205,7 @@ fn renaming_a_store_uses_the_new_definition_and_drops_the_old_name() {
     let (status, body) = bed.admin("GET", &format!("/revocations/renamed/{}", bed.w.serial));
     assert_eq!(status, 200, "{body}");
     // Runtime revocations go to the renamed store and apply at once.
-    let out = portcullis_cli(&[
-        "revoke",
-        "--admin",
-        &bed.server.admin.expect("admin").to_string(),
-        "--store",
-        "renamed",
-        &bed.z.serial,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bed.revoke("renamed", &bed.z);
     bed.expect([true, true, false, false], "z revoked in the renamed store");
 }
 
@@ -215,40 +223,14 @@ fn moving_a_site_to_another_store_applies_to_handshakes_and_open_connections() {
         "the open connection keeps its identity across the reload"
     );
     // A revocation in the site's new store applies to the connection opened before the move.
-    let out = portcullis_cli(&[
-        "revoke",
-        "--admin",
-        &bed.server.admin.expect("admin").to_string(),
-        "--store",
-        "b",
-        &bed.z.serial,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bed.revoke("b", &bed.z);
     assert_closed_without_200(&mut open);
 }
 
 #[test]
 fn runtime_revocations_survive_a_reload_that_keeps_the_store() {
     let bed = Bed::start(&[("a", "a.json")], Some("a"));
-    let out = portcullis_cli(&[
-        "revoke",
-        "--admin",
-        &bed.server.admin.expect("admin").to_string(),
-        "--store",
-        "a",
-        &bed.z.serial,
-        "--reason",
-        "runtime",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bed.revoke("a", &bed.z);
     bed.expect([false, true, true, false], "x from the file, z at run time");
     bed.reload(&[("b", "b.json"), ("a", "a.json")], Some("a"));
     bed.expect([false, true, true, false], "after the reload");
