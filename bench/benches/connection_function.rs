@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use portcullis::demo::REVOCATION_FUNCTION;
-use portcullis::function::{ConnectionFunction, FunctionInput, KvsSource};
-use portcullis::revocation::RevocationState;
+use portcullis::function::{ConnectionFunction, FunctionInput};
+use portcullis::pki::DemoPki;
 use portcullis::telemetry::LeafFields;
-use portcullis_bench::fixture::{config_with_store, serial, write_store};
+use portcullis_bench::fixture::{demo_snapshot, serial, FUNCTION_MTLS};
 
 const STORE_SIZE: u64 = 1_000_000;
 
@@ -42,19 +41,15 @@ fn input(leaf: &LeafFields) -> FunctionInput<'_> {
 
 fn calls(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = dir.path().join("viewers.json");
-    write_store(&store, STORE_SIZE).expect("write store");
-    let config = config_with_store(dir.path(), &store).expect("config");
-    let state = RevocationState::new(&config);
-    let kvs = KvsSource::live(Arc::clone(&state), "main");
+    DemoPki::generate(dir.path()).expect("demo PKI");
+    let snapshot = demo_snapshot(dir.path(), FUNCTION_MTLS, STORE_SIZE).expect("snapshot");
+    let announcement = Arc::clone(
+        snapshot.sites()[0]
+            .function
+            .as_ref()
+            .expect("the site's function"),
+    );
     let limit = Duration::from_millis(5);
-    let announcement = ConnectionFunction::new(
-        "revocation.js",
-        Arc::from(REVOCATION_FUNCTION),
-        limit,
-        Some(kvs),
-    )
-    .expect("compile");
     let smallest = ConnectionFunction::new(
         "allow.js",
         Arc::from("function connectionHandler(connection) { connection.allow(); }"),

@@ -11,17 +11,14 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use boring::ssl::{ErrorCode, SslConnector, SslFiletype, SslMethod, SslStream};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use portcullis::demo::{demo_config, REVOCATION_FUNCTION};
 use portcullis::pki::{DemoPki, CLIENT_CERT_FILE, CLIENT_KEY_FILE, ROOT_CA_FILE};
-use portcullis::revocation::RevocationState;
 use portcullis::telemetry::IdGenerator;
 use portcullis::tls::TlsSnapshot;
-use portcullis_bench::fixture::write_store;
+use portcullis_bench::fixture::{demo_snapshot, FUNCTION_MTLS};
 
 const STORE_SIZE: u64 = 1_000_000;
 
@@ -68,17 +65,6 @@ fn thread_cpu_time() -> Duration {
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// A snapshot of the demo configuration plus `extra` (TOML appended to the site's mtls).
-fn snapshot(dir: &std::path::Path, extra: &str) -> TlsSnapshot {
-    let config_path = dir.join("portcullis.toml");
-    let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
-    let text = format!("{}{extra}", demo_config(unused, unused, 1));
-    std::fs::write(&config_path, text).expect("write configuration");
-    let config = portcullis_config::load(&config_path).expect("configuration loads");
-    let revocation = RevocationState::new(&config);
-    TlsSnapshot::build(Arc::new(config), &revocation).expect("TLS snapshot")
 }
 
 /// One full handshake; returns the time the server spent in its handshake steps.
@@ -140,14 +126,8 @@ fn handshake(server: &TlsSnapshot, client: &SslConnector, ids: &IdGenerator) -> 
 fn handshakes(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = DemoPki::generate(dir.path()).expect("demo PKI");
-    write_store(&dir.path().join("viewers.json"), STORE_SIZE).expect("write store");
-    std::fs::write(dir.path().join("revocation.js"), REVOCATION_FUNCTION).expect("function");
-    let plain = snapshot(dir.path(), "");
-    let with_function = snapshot(
-        dir.path(),
-        "connection_function = { file = \"revocation.js\", kvs = \"viewers\" }\n\n\
-         [[revocation_store]]\nname = \"viewers\"\nfile = \"viewers.json\"\n",
-    );
+    let plain = demo_snapshot(dir.path(), "", 0).expect("snapshot");
+    let with_function = demo_snapshot(dir.path(), FUNCTION_MTLS, STORE_SIZE).expect("snapshot");
     let mut client = SslConnector::builder(SslMethod::tls()).expect("client context");
     client.set_ca_file(pki.path(ROOT_CA_FILE)).expect("root");
     client

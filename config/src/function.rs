@@ -4,7 +4,7 @@
 //! The source is compiled by the data plane (which embeds the JavaScript engine) when it
 //! builds the TLS snapshot, so `portcullis check` and a reload report syntax errors too.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +12,8 @@ use serde::Deserialize;
 
 use crate::duration::parse_duration;
 use crate::error::{Collector, ConfigError};
-use crate::load::read_file;
+use crate::sources::Files;
 use crate::stores::{known_stores, StoreNames};
-use crate::validate::resolve_path;
 
 /// Largest function source accepted, in bytes (CloudFront's limit).
 pub const MAX_FUNCTION_BYTES: usize = 40_960;
@@ -38,14 +37,14 @@ pub(crate) struct RawConnectionFunction {
 /// A validated connection function: its source and how it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionFunctionSettings {
-    /// Resolved path of the JavaScript file.
+    /// Resolved path of the JavaScript file (or its object URL, as a path).
     pub path: PathBuf,
     /// The key of its `file` setting (`site[0].mtls.connection_function.file`), for messages.
     pub file_key: String,
     /// The source text (UTF-8, at most [`MAX_FUNCTION_BYTES`]).
     pub source: Arc<str>,
-    /// Index into `Snapshot::revocation_stores` of the store `cf.kvs()` reads, if any.
-    pub kvs: Option<usize>,
+    /// The `[[revocation_store]]` `cf.kvs()` reads, by name, if any.
+    pub kvs: Option<String>,
     /// Execution time limit per call.
     pub time_limit: Duration,
 }
@@ -64,15 +63,21 @@ impl ConnectionFunctionSettings {
 pub(crate) fn validate_connection_function(
     raw: &RawConnectionFunction,
     prefix: &str,
-    base_dir: &Path,
+    files: &Files<'_>,
     stores: &StoreNames,
     c: &mut Collector<'_>,
 ) -> Option<ConnectionFunctionSettings> {
     let key = format!("{prefix}.mtls.connection_function");
     let file_key = format!("{key}.file");
-    let path = resolve_path(base_dir, &raw.file, &file_key, c);
-    let source = path.as_ref().and_then(|path| {
-        let bytes = read_file(path, &file_key).map_err(|e| c.push(e)).ok()?;
+    let location = files.resolve(&raw.file, &file_key, c);
+    let path = location.as_ref().map(|l| l.to_path());
+    let source = location.as_ref().and_then(|location| {
+        let path = location.to_path();
+        let path = &path;
+        let bytes = files
+            .read(location, &file_key)
+            .map_err(|e| c.push(e))
+            .ok()?;
         if bytes.len() > MAX_FUNCTION_BYTES {
             c.push(ConfigError::new(
                 path,
@@ -84,7 +89,7 @@ pub(crate) fn validate_connection_function(
             ));
             return None;
         }
-        match String::from_utf8(bytes) {
+        match String::from_utf8(bytes.to_vec()) {
             Ok(text) => Some(Arc::<str>::from(text)),
             Err(e) => {
                 c.push(ConfigError::new(
@@ -102,7 +107,7 @@ pub(crate) fn validate_connection_function(
     let kvs = match &raw.kvs {
         None => Some(None),
         Some(name) => match stores.get(name) {
-            Some(&index) => Some(Some(index)),
+            Some(_) => Some(Some(name.clone())),
             None => {
                 c.config(
                     format!("{key}.kvs"),

@@ -47,7 +47,7 @@ pub fn handle(
 async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
     let worker = guard.worker();
     let telemetry = &worker.telemetry;
-    let snapshot = worker.shared.snapshot.load_full();
+    let snapshot = worker.snapshot();
     let timeouts = &snapshot.config.server.timeouts;
     let _ = stream.set_nodelay(true);
     let ssl = match snapshot.new_session_for(conn.id, conn.peer) {

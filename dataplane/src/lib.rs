@@ -3,16 +3,19 @@
 //!
 //! Data flows one way: [`worker`] accepts, [`connection`] runs the TLS handshake under the
 //! site's policy ([`tls`]), [`proxy`] forwards requests to the origin ([`origin_pool`]) with
-//! the viewer-cert headers ([`viewer_cert`]).
+//! the viewer-cert headers ([`viewer_cert`]). Configuration changes at run time (SIGHUP, the
+//! admin API, watched files, polled objects from [`sources`]) go through [`control`].
 
 pub mod admin;
 pub mod admin_backend;
 pub mod buffer_pool;
 pub mod connection;
+pub mod control;
 pub mod demo;
 pub mod demo_origin;
 pub mod function;
 pub mod http;
+pub mod local_snapshot;
 pub mod notify;
 pub mod origin_pool;
 pub mod pki;
@@ -21,6 +24,7 @@ pub mod revocation;
 pub mod run;
 pub mod server;
 pub mod shutdown;
+pub mod sources;
 pub mod telemetry;
 pub mod tls;
 pub mod viewer_cert;

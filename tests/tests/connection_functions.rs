@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    config_text, origin, portcullis_cli, s_client_session, serial_hex, CertKind, CertSpec, Curl,
-    CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
+    config_text, origin, portcullis_cli, s_client_with_session, serial_hex, CertKind, CertSpec,
+    Curl, CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
 };
 use serde_json::Value;
 
@@ -217,14 +217,14 @@ fn the_function_denies_revoked_serials_and_an_admin_revoke_applies_to_the_next_h
     assert_eq!(s.get("localhost", Some((&cert, &key))).status, Some(200));
     // A session of the soon-revoked client, for the resumption check below.
     let sess = s.pki.path("session.pem");
-    let request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let s_client = |sess_arg: &str| {
-        s_client_session(
-            s.server.addr,
+        s_client_with_session(
+            &s.server,
             &s.pki.path("root.pem"),
-            (&cert, &key),
-            (sess_arg, &sess),
-            request,
+            &cert,
+            &key,
+            sess_arg,
+            &sess,
         )
     };
     let (first, _) = s_client("-sess_out");
@@ -710,12 +710,13 @@ fn a_new_function_stops_earlier_sessions_from_resuming() {
     let (_, cert, key) = s.client("resumer");
     let sess = s.pki.path("session.pem");
     let s_client = |sess_arg: &str| {
-        s_client_session(
-            s.server.addr,
+        s_client_with_session(
+            &s.server,
             &s.pki.path("root.pem"),
-            (&cert, &key),
-            (sess_arg, &sess),
-            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            &cert,
+            &key,
+            sess_arg,
+            &sess,
         )
         .0
     };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslStream};
 use portcullis_e2e::{
-    admin_call, config_text, origin, portcullis_cli, s_client_session, serial_hex, Curl,
+    admin_call, config_text, origin, portcullis_cli, s_client_with_session, serial_hex, Curl,
     CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
 };
 
@@ -245,14 +245,14 @@ fn a_session_of_a_revoked_certificate_is_not_resumed() {
     let s = Setup::start("");
     let (client, cert, key) = s.client("resumer");
     let sess = s.pki.path("session.pem");
-    let request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    let s_client = |sess_arg: &str| {
-        s_client_session(
-            s.server.addr,
+    let s_client = |session_arg: &str| {
+        s_client_with_session(
+            &s.server,
             &s.pki.path("root.pem"),
-            (&cert, &key),
-            (sess_arg, &sess),
-            request,
+            &cert,
+            &key,
+            session_arg,
+            &sess,
         )
     };
     let (first, _) = s_client("-sess_out");

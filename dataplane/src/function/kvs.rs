@@ -1,7 +1,8 @@
 //! `cf.kvs()`: a connection function's key-value store, which is a revocation store.
 //!
-//! The store is found by name in the revocation state at every use (one lock-free map load),
-//! so an admin API change or a reload applies to the next call. Keys that are serial numbers
+//! The store is the one of the function's configuration generation, read lock-free at every
+//! use, so an admin API change applies to the next call (a reload brings a new generation, its
+//! stores and a newly built function together). Keys that are serial numbers
 //! (hex digits, with or without `:` between groups, any case, leading zeros or not) are matched
 //! in the stores' normal form; a revocation store holds nothing else, so any other key is
 //! absent.
@@ -11,24 +12,12 @@ use std::time::SystemTime;
 
 use portcullis_config::revocation::{parse_import_json, RevocationStoreSnapshot, StoreFormat};
 
-use crate::revocation::{RevocationState, Store};
+use crate::revocation::Store;
 
-/// Where a function's `cf.kvs()` reads.
+/// Where a function's `cf.kvs()` reads: a revocation store of the function's configuration
+/// generation (the very store the admin API edits once that generation is live).
 #[derive(Clone)]
-pub struct KvsSource(Source);
-
-#[derive(Clone)]
-enum Source {
-    /// A revocation store of the running configuration, by name.
-    Live {
-        /// The process's revocation state.
-        state: Arc<RevocationState>,
-        /// The store's name.
-        name: Arc<str>,
-    },
-    /// A store loaded on its own (`portcullis function test --kvs`).
-    Fixed(Arc<Store>),
-}
+pub struct KvsSource(Arc<Store>);
 
 impl std::fmt::Debug for KvsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,15 +26,13 @@ impl std::fmt::Debug for KvsSource {
 }
 
 impl KvsSource {
-    /// The live store `name` of `state`.
-    pub fn live(state: Arc<RevocationState>, name: &str) -> Self {
-        Self(Source::Live {
-            state,
-            name: Arc::from(name),
-        })
+    /// Reads `store`.
+    pub(crate) fn of(store: Arc<Store>) -> Self {
+        Self(store)
     }
 
-    /// A store read from a CloudFront KeyValueStore import file (`{"data":[...]}`).
+    /// A store read from a CloudFront KeyValueStore import file (`{"data":[...]}`), on its
+    /// own (`portcullis function test --kvs`).
     pub fn from_import_file(path: &std::path::Path) -> Result<Self, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let entries = parse_import_json(&bytes)
@@ -53,31 +40,26 @@ impl KvsSource {
         let name = path
             .file_stem()
             .map_or_else(|| "kvs".to_owned(), |s| s.to_string_lossy().into_owned());
-        Ok(Self(Source::Fixed(Arc::new(Store::from_snapshot(
+        Ok(Self(Arc::new(Store::from_snapshot(
             &RevocationStoreSnapshot {
                 index: 0,
                 name,
                 path: path.to_path_buf(),
                 format: StoreFormat::Json,
                 entries,
+                object_url: None,
             },
-        )))))
+        ))))
     }
 
     /// The store's name.
     pub fn name(&self) -> &str {
-        match &self.0 {
-            Source::Live { name, .. } => name,
-            Source::Fixed(store) => store.name(),
-        }
+        self.0.name()
     }
 
-    /// The store, if it is loaded.
+    /// The store.
     pub(crate) fn store(&self) -> Option<Arc<Store>> {
-        match &self.0 {
-            Source::Live { state, name } => state.store_named(name),
-            Source::Fixed(store) => Some(Arc::clone(store)),
-        }
+        Some(Arc::clone(&self.0))
     }
 
     /// Changes whenever the store's contents change (0 while it is not loaded).

@@ -10,6 +10,7 @@ pub mod ext;
 pub mod policy;
 pub mod refusal;
 pub mod stream;
+pub mod trust;
 pub mod verify;
 pub mod viewer_identity;
 
