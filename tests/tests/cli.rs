@@ -216,5 +216,8 @@ fn run_prints_each_configuration_error_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("server.workers").count(), 1, "{err}");
     assert_eq!(err.matches("at least one [[site]]").count(), 1, "{err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }
