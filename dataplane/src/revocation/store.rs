@@ -41,7 +41,7 @@ pub(crate) struct Store {
     /// Bumped on every change of the contents (revoke, unrevoke, import, reload), so that
     /// what depends on the data (a connection function's sessions) can tell it changed.
     version: AtomicU64,
-    /// When this store was first loaded by this process.
+    /// When this store object was created (its configuration generation loaded it).
     created: SystemTime,
     /// When its contents last changed, in milliseconds since the epoch.
     updated_ms: AtomicU64,
@@ -81,7 +81,7 @@ impl Store {
         self.version.load(Ordering::Acquire)
     }
 
-    /// When this process first loaded the store.
+    /// When this store object was created (its configuration generation loaded it).
     pub(crate) fn created(&self) -> SystemTime {
         self.created
     }
