@@ -24,6 +24,7 @@ mod model;
 mod name;
 mod origin;
 pub mod revocation;
+mod sigalgs;
 mod snapshot;
 mod sni;
 pub mod sources;
@@ -49,6 +50,7 @@ pub use revocation::{
     to_serial_lines, CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot, StoreFormat,
     MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
+pub use sigalgs::{signature_scheme, signature_scheme_name, DEFAULT_SIGNATURE_ALGORITHMS};
 pub use snapshot::{
     AdminListen, AdminSettings, AdminToken, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
     PrivateKeyPem, ServerSettings, SiteSnapshot, Snapshot, Timeouts, TrustAnchor,

@@ -109,4 +109,5 @@ pub(crate) struct RawMtls {
     pub(crate) crl_expired: Option<String>,
     pub(crate) revoke_open_connections: Option<bool>,
     pub(crate) connection_function: Option<crate::function::RawConnectionFunction>,
+    pub(crate) signature_algorithms: Option<Vec<String>>,
 }

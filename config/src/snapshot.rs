@@ -381,6 +381,10 @@ pub struct MtlsSettings {
     pub revoke_open_connections: bool,
     /// The connection function run in the handshake (`[site.mtls.connection_function]`).
     pub connection_function: Option<crate::function::ConnectionFunctionSettings>,
+    /// TLS SignatureScheme numbers accepted in the client's CertificateVerify and advertised
+    /// in the CertificateRequest, in preference order (`signature_algorithms`; default
+    /// [`crate::DEFAULT_SIGNATURE_ALGORITHMS`]: no SHA-1, no ML-DSA).
+    pub signature_algorithms: Vec<u16>,
 }
 
 /// One CA certificate from a trust store.

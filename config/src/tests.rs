@@ -820,6 +820,40 @@ fn unknown_forward_header_and_mode() {
 }
 
 #[test]
+fn signature_algorithms_are_checked_by_name() {
+    let fx = Fixture::new();
+    let errors = fx.errors(&minimal(
+        "",
+        "",
+        "signature_algorithms = [\"ed25519\", \"rsa_sha1\", \"ED25519\"]",
+    ));
+    assert!(
+        find(&errors, "site[0].mtls.signature_algorithms[1]")
+            .to_string()
+            .contains("unknown signature algorithm \"rsa_sha1\""),
+        "{errors}"
+    );
+    find(&errors, "site[0].mtls.signature_algorithms[2]");
+    assert_eq!(errors.len(), 2, "{errors}");
+    let errors = fx.errors(&minimal("", "", "signature_algorithms = []"));
+    find(&errors, "site[0].mtls.signature_algorithms");
+    let snap = fx.snapshot(&minimal(
+        "",
+        "",
+        "signature_algorithms = [\"mldsa65\", \"ecdsa_secp256r1_sha256\"]",
+    ));
+    assert_eq!(
+        snap.sites[0].mtls.signature_algorithms,
+        vec![0x0905, 0x0403]
+    );
+    let snap = fx.snapshot(&minimal("", "", ""));
+    assert_eq!(
+        snap.sites[0].mtls.signature_algorithms,
+        crate::DEFAULT_SIGNATURE_ALGORITHMS.to_vec()
+    );
+}
+
+#[test]
 fn duplicate_site_names_and_server_names() {
     let fx = Fixture::new();
     let toml = EXAMPLE

@@ -18,6 +18,7 @@ use crate::logs::{validate_diagnostics, validate_logs};
 use crate::machine::{allowed_cpus, cpu_list, MAX_WORKERS};
 use crate::model::{RawConfig, RawLimits, RawMtls, RawServer, RawSite, RawTimeouts};
 use crate::origin::load_origin;
+use crate::sigalgs::validate_signature_algorithms;
 use crate::snapshot::{
     ForwardHeaders, Limits, MtlsMode, MtlsSettings, ServerSettings, SiteSnapshot, Snapshot,
     Timeouts,
@@ -573,6 +574,8 @@ fn validate_mtls(
         }
     };
     let revocation = revocation?;
+    let signature_algorithms =
+        validate_signature_algorithms(raw.signature_algorithms.as_deref(), prefix, c);
 
     Some(MtlsSettings {
         mode: mode?,
@@ -587,5 +590,6 @@ fn validate_mtls(
         crl_expired: revocation.crl_expired,
         revoke_open_connections: revocation.revoke_open_connections,
         connection_function: connection_function?,
+        signature_algorithms: signature_algorithms?,
     })
 }

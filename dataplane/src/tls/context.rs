@@ -243,6 +243,10 @@ impl TlsSnapshot {
             ext::set_session_id_context(ssl, &site.session_id_context())
                 .map_err(|_| SelectCertError::ERROR)?;
             ext::set_connection_verify(ssl, site.policy.verify_mode());
+            // Verification settings stay with the connection, not the context it switches
+            // to: the site's signature algorithms are set on the connection itself.
+            ext::set_connection_verify_algorithms(ssl, &site.config.mtls.signature_algorithms)
+                .map_err(|_| SelectCertError::ERROR)?;
             if site.decides_after_handshake() {
                 ext::disable_tickets(ssl);
             }
@@ -430,6 +434,13 @@ fn site_context_builder(
     ext::record_alerts(&mut b);
 
     let mut errors = Vec::new();
+    if let Err(e) = ext::set_context_verify_algorithms(&mut b, &site.mtls.signature_algorithms) {
+        errors.push(ConfigError {
+            file: site.certificate_path.clone(),
+            key: format!("{prefix}.mtls.signature_algorithms"),
+            reason: format!("not usable with this TLS library: {e}"),
+        });
+    }
     let leaf = match site
         .certificate_chain
         .first()

@@ -311,6 +311,35 @@ pub(crate) fn shed_handshake_config(ssl: &mut SslRef) {
     unsafe { boring_sys::SSL_set_shed_handshake_config(ssl.as_ptr(), 1) };
 }
 
+/// The signature algorithms a context accepts in a client's CertificateVerify (and advertises
+/// in its CertificateRequest), as TLS SignatureScheme numbers in preference order.
+pub(crate) fn set_context_verify_algorithms(
+    builder: &mut SslContextBuilder,
+    schemes: &[u16],
+) -> Result<(), ErrorStack> {
+    // SAFETY: a valid SSL_CTX under construction; BoringSSL copies the list.
+    cvt(unsafe {
+        boring_sys::SSL_CTX_set_verify_algorithm_prefs(
+            builder.as_ptr(),
+            schemes.as_ptr(),
+            schemes.len(),
+        )
+    })
+    .map(|_| ())
+}
+
+/// The same for one connection (verification settings do not follow a switch of context).
+pub(crate) fn set_connection_verify_algorithms(
+    ssl: &mut SslRef,
+    schemes: &[u16],
+) -> Result<(), ErrorStack> {
+    // SAFETY: a live SSL in its ClientHello callback; BoringSSL copies the list.
+    cvt(unsafe {
+        boring_sys::SSL_set_verify_algorithm_prefs(ssl.as_ptr(), schemes.as_ptr(), schemes.len())
+    })
+    .map(|_| ())
+}
+
 /// How many TLS 1.3 session tickets a context issues per handshake.
 pub(crate) fn set_num_tickets(builder: &mut SslContextBuilder, tickets: usize) {
     // SAFETY: a valid SSL_CTX under construction.
