@@ -73,6 +73,7 @@ pub(crate) struct RawLimits {
     pub(crate) max_header_bytes: Option<i64>,
     pub(crate) max_header_count: Option<i64>,
     pub(crate) max_connections_per_worker: Option<i64>,
+    pub(crate) max_connections_per_client_ip: Option<i64>,
     pub(crate) min_request_body_rate: Option<i64>,
 }
 

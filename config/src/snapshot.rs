@@ -208,6 +208,9 @@ pub struct Limits {
     pub max_header_count: usize,
     /// Maximum concurrent connections per worker (default 10000, 1..=1000000).
     pub max_connections_per_worker: usize,
+    /// Maximum concurrent connections from one client address (an IPv6 /64) on the whole
+    /// host (default 0: no limit; 0..=1000000).
+    pub max_connections_per_client_ip: usize,
     /// Bytes per second of request body that extend the `request_body` time-out by one second
     /// each (default 1024; 0: only the per-read `header_read` time-out applies).
     pub min_request_body_rate: u64,
@@ -219,6 +222,7 @@ impl Default for Limits {
             max_header_bytes: 16384,
             max_header_count: 100,
             max_connections_per_worker: 10000,
+            max_connections_per_client_ip: 0,
             min_request_body_rate: 1024,
         }
     }

@@ -321,6 +321,14 @@ fn validate_limits(raw: &RawLimits, c: &mut Collector<'_>) -> Limits {
             Some(1_000_000),
             defaults.max_connections_per_worker,
         ),
+        max_connections_per_client_ip: ranged(
+            c,
+            "server.limits.max_connections_per_client_ip",
+            raw.max_connections_per_client_ip,
+            0,
+            Some(1_000_000),
+            defaults.max_connections_per_client_ip,
+        ),
         min_request_body_rate: ranged(
             c,
             "server.limits.min_request_body_rate",

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admin_backend;
 pub mod buffer_pool;
+pub mod client_ip_limit;
 pub mod connection;
 pub mod control;
 pub mod demo;

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::client_ip_limit::ClientIpCounts;
 use crate::local_snapshot::SnapshotSlot;
 use crate::revocation::RevocationState;
 use crate::telemetry::Telemetry;
@@ -69,6 +70,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             revocation,
             telemetry,
+            client_ips: ClientIpCounts::default(),
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(settings.workers);

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::buffer_pool::BufferPool;
+use crate::client_ip_limit::{ClientIpCounts, ClientIpTicket};
 use crate::connection;
 use crate::local_snapshot::{LocalSnapshot, SnapshotSlot, WorkerSnapshot};
 use crate::notify::LocalNotify;
 use crate::origin_pool::OriginPool;
 use crate::revocation::RevocationState;
 use crate::shutdown::{self, Shutdown};
-use crate::telemetry::{Telemetry, WorkerTelemetry};
+use crate::telemetry::{Refused, Telemetry, WorkerTelemetry};
 use crate::viewer_header_cache::{self, ViewerHeaderCache};
 
 /// Listen backlog of every listener.
@@ -46,6 +47,8 @@ pub struct Shared {
     pub revocation: Arc<RevocationState>,
     /// Logs and metrics.
     pub telemetry: Arc<Telemetry>,
+    /// Open connections per client address, for `max_connections_per_client_ip`.
+    pub client_ips: ClientIpCounts,
 }
 
 /// What one worker owns.
@@ -87,14 +90,15 @@ impl Worker {
 
 /// Counts a connection as active for as long as it lives.
 #[derive(Debug)]
-pub struct ActiveGuard(Rc<Worker>);
+pub struct ActiveGuard(Rc<Worker>, Option<ClientIpTicket>);
 
 impl ActiveGuard {
-    /// Registers one more active connection on `worker`.
-    pub fn new(worker: Rc<Worker>) -> Self {
+    /// Registers one more active connection on `worker`, counted for its client address by
+    /// `ticket`.
+    pub fn new(worker: Rc<Worker>, ticket: ClientIpTicket) -> Self {
         worker.active.set(worker.active.get() + 1);
         worker.telemetry.set_active(worker.active.get());
-        Self(worker)
+        Self(worker, Some(ticket))
     }
 
     /// The worker the connection runs on.
@@ -107,6 +111,9 @@ impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
         self.0.telemetry.set_active(self.0.active.get());
+        if let Some(ticket) = self.1.take() {
+            self.0.shared.client_ips.release(ticket);
+        }
     }
 }
 
@@ -251,23 +258,25 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
         match accepted {
             Ok((stream, peer)) => {
                 // Read at every accept, so that a reload changes the limit.
-                let max = worker
-                    .shared
-                    .snapshot
-                    .load()
-                    .config
-                    .server
-                    .limits
-                    .max_connections_per_worker;
+                let limits = worker.shared.snapshot.load().config.server.limits;
+                let max = limits.max_connections_per_worker;
                 if worker.active.get() >= max {
+                    worker.telemetry.refused(Refused::WorkerLimit);
                     tracing::warn!(worker = worker.id, %peer, max, "connection limit reached; closing new connection");
                     drop(stream);
                     continue;
                 }
+                let per_ip = limits.max_connections_per_client_ip;
+                let Some(ticket) = worker.shared.client_ips.admit(peer.ip(), per_ip) else {
+                    worker.telemetry.refused(Refused::ClientIpLimit);
+                    tracing::debug!(worker = worker.id, %peer, max = per_ip, "client address at its connection limit; closing new connection");
+                    drop(stream);
+                    continue;
+                };
                 let local = bound
                     .or_else(|| stream.local_addr().ok())
                     .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                let guard = ActiveGuard::new(Rc::clone(&worker));
+                let guard = ActiveGuard::new(Rc::clone(&worker), ticket);
                 monoio::spawn(connection::handle(stream, peer, local, guard));
             }
             Err(e) => {

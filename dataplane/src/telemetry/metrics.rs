@@ -186,6 +186,27 @@ pub struct WorkerBlock {
     pub revocation_misses: LocalCounter,
     /// Log records dropped because the worker's queue was full, by log.
     pub dropped: [LocalCounter; 2],
+    /// Connections closed at accept, by [`Refused`] reason.
+    pub refused: [LocalCounter; 2],
+}
+
+/// Why a connection was closed as soon as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The worker holds `max_connections_per_worker` connections.
+    WorkerLimit = 0,
+    /// The client address holds `max_connections_per_client_ip` connections.
+    ClientIpLimit = 1,
+}
+
+impl Refused {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WorkerLimit => "worker_limit",
+            Self::ClientIpLimit => "client_ip_limit",
+        }
+    }
 }
 
 /// Every metric of the process.
@@ -513,6 +534,17 @@ impl Collector for Scrape {
                 let dropped = m.workers.iter().map(|w| w.dropped[k as usize].get()).sum();
                 (vec![("log", k.label().to_owned())], dropped)
             }),
+        )?;
+        counters(
+            &mut encoder,
+            "portcullis_connections_refused",
+            "Connections closed as soon as they were accepted, by the limit they met",
+            [Refused::WorkerLimit, Refused::ClientIpLimit]
+                .iter()
+                .map(|&r| {
+                    let refused = m.workers.iter().map(|w| w.refused[r as usize].get()).sum();
+                    (vec![("reason", r.label().to_owned())], refused)
+                }),
         )?;
         counters(
             &mut encoder,

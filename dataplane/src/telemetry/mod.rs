@@ -33,7 +33,7 @@ use portcullis_config::{
 pub use access::RequestObserver;
 pub use connection_id::{ConnectionId, IdGenerator};
 pub use leaf::{cached_fields, LeafCache, LeafFields};
-pub use metrics::{LogKind, Metrics, SiteCounters};
+pub use metrics::{LogKind, Metrics, Refused, SiteCounters};
 pub use record::{AccessRecord, CloseStats, ConnectionRecord, LogRecord};
 
 use crate::tls::{HandshakeFailure, HandshakeInfo, SiteTls, TlsStream};
@@ -253,6 +253,11 @@ impl WorkerTelemetry {
             mark: Cell::new((0, 0)),
             current: RefCell::new(None),
         })
+    }
+
+    /// Counts a connection closed at accept for `reason`.
+    pub fn refused(&self, reason: Refused) {
+        self.metrics.worker(self.worker).refused[reason as usize].add(1);
     }
 
     /// The gauge of open connections on this worker.
