@@ -68,7 +68,7 @@ fn crl_ders(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if bytes.first() == Some(&0x30) {
         return Ok(vec![bytes.to_vec()]);
     }
-    let blocks = pem::parse_many(bytes).map_err(|e| format!("invalid PEM: {e}"))?;
+    let blocks = crate::pem_blocks::parse_all(bytes)?;
     let ders: Vec<Vec<u8>> = blocks
         .into_iter()
         .filter(|b| b.tag() == CRL_TAG)

@@ -23,6 +23,7 @@ mod machine;
 mod model;
 mod name;
 mod origin;
+mod pem_blocks;
 pub mod revocation;
 mod sigalgs;
 mod snapshot;

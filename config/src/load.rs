@@ -84,8 +84,8 @@ pub(crate) fn load_private_key(
 ) -> Result<PrivateKeyPem, ConfigError> {
     let path = &location.to_path();
     let bytes = files.read(location, key)?;
-    let blocks = pem::parse_many(&bytes)
-        .map_err(|e| ConfigError::new(path, key, format!("invalid PEM: {e}")))?;
+    let blocks =
+        crate::pem_blocks::parse_all(&bytes).map_err(|e| ConfigError::new(path, key, e))?;
     if blocks.iter().any(|b| b.tag() == "ENCRYPTED PRIVATE KEY") {
         return Err(ConfigError::new(
             path,
@@ -123,8 +123,8 @@ fn read_certificates(
 ) -> Result<Vec<Vec<u8>>, Vec<ConfigError>> {
     let path = location.to_path();
     let bytes = files.read(location, key).map_err(|e| vec![e])?;
-    let blocks = pem::parse_many(&bytes)
-        .map_err(|e| vec![ConfigError::new(&path, key, format!("invalid PEM: {e}"))])?;
+    let blocks =
+        crate::pem_blocks::parse_all(&bytes).map_err(|e| vec![ConfigError::new(&path, key, e)])?;
     let ders: Vec<Vec<u8>> = blocks
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE")

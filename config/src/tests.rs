@@ -1200,6 +1200,30 @@ fn crl_file_problems() {
 }
 
 #[test]
+fn a_pem_file_cut_short_is_refused_not_read_in_part() {
+    // A file caught half-written: the first of two CRLs (or certificates) is complete, the
+    // second is cut. Reading only the first would drop revocations (or CAs) silently.
+    let fx = Fixture::new();
+    let two = fs::read_to_string(fx.path("crl/two.pem")).expect("two CRLs");
+    let second = two.rfind("-----BEGIN").expect("second block");
+    for cut in [second + 40, second + 5, two.len() - 10] {
+        fx.write("crl/cut.pem", &two[..cut]);
+        let errors = fx.errors(&minimal("", "", "crls = [\"crl/cut.pem\"]"));
+        let e = find(&errors, "site[0].mtls.crls[0]");
+        assert!(e.reason.contains("incomplete PEM"), "{cut}: {}", e.reason);
+    }
+    let bundle = fs::read_to_string(fx.path("certs/server.pem")).expect("chain");
+    fx.write("certs/cut.pem", &bundle[..bundle.len() - 30]);
+    let errors = fx.errors(&minimal("", "", "").replace("certs/ca.pem", "certs/cut.pem"));
+    assert!(
+        find(&errors, "site[0].mtls.trust_store")
+            .reason
+            .contains("incomplete PEM"),
+        "{errors}"
+    );
+}
+
+#[test]
 fn crl_round_trip_and_expiry_warning() {
     let fx = Fixture::new();
     let revoked = [0x0102_0304_u64, 0xAB];

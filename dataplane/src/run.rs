@@ -68,6 +68,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
         tracing::warn!("{warning}");
     }
     raise_open_file_limit(&snapshot.config.server);
+    ignore_file_size_signal();
     // Install handlers before the workers start, so an early SIGTERM is not fatal.
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]).map_err(RunError::Signals)?;
@@ -146,6 +147,16 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
 
 /// File descriptors kept aside for listeners, the admin API, logs and configuration files.
 const FILE_DESCRIPTOR_RESERVE: u64 = 256;
+
+/// A write past the file-size limit (RLIMIT_FSIZE) fails with EFBIG, like a full disk,
+/// instead of killing the process with SIGXFSZ: a log or store file that cannot grow is an
+/// error the writer reports, not a reason to drop every connection.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
 
 /// Raises the soft open-file limit to the hard one (as nginx's `worker_rlimit_nofile` or
 /// HAProxy do), and warns when even that is below what the connection limits may need: every

@@ -281,9 +281,29 @@ impl Portcullis {
         dir: tempfile::TempDir,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_wrapped(config_path, dir, env, &[])
+    }
+
+    /// Like [`start_file_with_env`](Self::start_file_with_env), run through `wrapper` (a
+    /// command that execs its arguments, e.g. `["prlimit", "--fsize=65536", "--"]`; empty:
+    /// none).
+    pub fn start_wrapped(
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Self {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
-        let mut child = Command::new(portcullis_bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(portcullis_bin());
+                c
+            }
+            None => Command::new(portcullis_bin()),
+        };
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(config_path)
