@@ -78,9 +78,12 @@ pub trait Readiness {
 
 impl Readiness for monoio::net::TcpStream {
     async fn wait_readable(&self) -> io::Result<()> {
-        // io_uring: a POLL_ADD, exact. The epoll fallback may wake spuriously, which only
-        // costs a read buffer for a moment.
-        self.readable(true).await
+        // Exact on both drivers. io_uring: a POLL_ADD. The epoll fallback keeps a readiness
+        // flag per socket that a read which emptied the socket without seeing EAGAIN leaves
+        // set: a relaxed wait would return at once and the caller would then block inside a
+        // TLS read that neither revocation nor shutdown can interrupt. Not relaxed, monoio
+        // checks the flag with poll(2) and clears it when the socket is in fact empty.
+        self.readable(false).await
     }
 }
 
