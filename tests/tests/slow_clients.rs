@@ -267,3 +267,56 @@ fn five_thousand_idle_connections_are_held_in_bounded_memory() {
         assert_eq!(response.status, 200, "{}", response.head);
     }
 }
+
+/// CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which ends with the last ')'): utime is the 12th, stime
+    // the 13th, in clock ticks.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn out_of_file_descriptors_accept_backs_off_instead_of_spinning() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let site = SiteConfig::new(origin.addr(), "optional", Some(pki.path("bundle.pem")));
+    let text = config_text(&pki, &[site], "[server.timeouts]\nhandshake = \"60s\"\n")
+        .replace("workers = 2", "workers = 1");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, text).expect("config");
+    // 96 descriptors for everything: the runtime, logs and listeners take a few dozen.
+    let server = Portcullis::start_wrapped(&config, dir, &[], &["prlimit", "--nofile=96", "--"]);
+    // Far more TCP connections than descriptors: the kernel completes them into the backlog
+    // and accept(2) fails with EMFILE once the process is out of descriptors.
+    let held: Vec<TcpStream> = (0..150)
+        .map(|_| connect_from(&server, [127, 0, 0, 1]))
+        .collect();
+    wait_for(
+        Duration::from_secs(10),
+        "accept to fail with EMFILE",
+        || server.log().contains("Too many open files").then_some(()),
+    );
+    let before = cpu_time(server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(server.pid()) - before;
+    assert!(
+        used < Duration::from_millis(1000),
+        "{used:?} of CPU in 2 s out of descriptors"
+    );
+    // Once the connections go, the worker serves again.
+    drop(held);
+    let tls = connector(&pki);
+    wait_for(
+        Duration::from_secs(30),
+        "a connection to be served again",
+        || serve_one(&tls, connect_from(&server, [127, 0, 0, 1])),
+    );
+}
