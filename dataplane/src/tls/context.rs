@@ -26,7 +26,7 @@ use portcullis_config::{ConfigError, ConfigErrors, MtlsMode, SiteSnapshot, Snaps
 
 use super::ext;
 use super::policy::ViewerPolicy;
-use super::refusal::{alert, Refusal};
+use super::refusal::{alert, Refusal, MAX_CERTIFICATE_MESSAGE};
 use super::trust::TrustAnchors;
 use super::verify::verify_chain;
 use super::viewer_identity::{HandshakeRecord, SiteRevocationCheck};
@@ -432,6 +432,7 @@ fn site_context_builder(
         select_next_proto(ALPN_HTTP11, offered).ok_or(AlpnError::NOACK)
     });
     ext::record_alerts(&mut b);
+    ext::set_max_certificate_message(&mut b, MAX_CERTIFICATE_MESSAGE);
 
     let mut errors = Vec::new();
     if let Err(e) = ext::set_context_verify_algorithms(&mut b, &site.mtls.signature_algorithms) {
