@@ -110,10 +110,16 @@ fn testssl_finds_nothing_unaccepted_in_required_mode() {
     );
     assert_eq!(finding("secure_renego"), "supported");
     assert_eq!(finding("cert_chain_of_trust"), "passed.");
+    // testssl's service detection over a handshake the server refuses (no certificate) varies
+    // between runs: when it finds no HTTP, Ticketbleed is "not applicable" instead of OK.
+    assert!(
+        severity("ticketbleed") == "OK" || finding("ticketbleed").contains("not applicable"),
+        "ticketbleed: {}",
+        finding("ticketbleed")
+    );
     for id in [
         "heartbleed",
         "CCS",
-        "ticketbleed",
         "ROBOT",
         "CRIME_TLS",
         "POODLE_SSL",
