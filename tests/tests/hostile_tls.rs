@@ -239,6 +239,13 @@ fn malformed_certificate_messages_are_refused_with_an_alert_and_logged() {
                 status: "Failed:ClientCertMaxSizeExceeded",
                 detail: "client Certificate message larger than 102400 bytes",
             },
+            Case {
+                case: "certificate-100k",
+                args: &["--tls", "1.2"],
+                alert: 47,
+                status: "Failed:ClientCertMaxSizeExceeded",
+                detail: "client Certificate message larger than 102400 bytes",
+            },
         ],
     );
 }
