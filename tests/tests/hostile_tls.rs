@@ -204,6 +204,13 @@ fn malformed_certificate_messages_are_refused_with_an_alert_and_logged() {
                 detail: "client leaf certificate does not parse; alert sent decode error (50)",
             },
             Case {
+                case: "garbage-der",
+                args: &["--tls", "1.2"],
+                alert: 50,
+                status: "Failed:ClientCertInvalid",
+                detail: "client leaf certificate does not parse",
+            },
+            Case {
                 case: "garbage-der-chain",
                 args: &[],
                 alert: 42, // bad_certificate
