@@ -77,7 +77,10 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
             after_ms: u64::try_from(timeouts.handshake.as_millis()).unwrap_or(u64::MAX),
         }),
     } {
-        if matches!(failure, HandshakeFailure::Refused(_)) {
+        if matches!(
+            failure,
+            HandshakeFailure::Refused(_) | HandshakeFailure::Certificate { .. }
+        ) {
             tracing::info!(code = %failure.code(), detail = %failure, "handshake refused");
         } else {
             tracing::debug!(code = %failure.code(), detail = %failure, "handshake failed");

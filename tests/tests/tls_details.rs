@@ -1,7 +1,8 @@
 //! TLS details a client can see, checked with `openssl s_client` against the real binary: the
 //! signature algorithms the CertificateRequest advertises (no SHA-1, no ML-DSA unless
 //! configured; a per-site list), old protocol versions refused, renegotiation refused with
-//! `no_renegotiation`, early data never accepted; the worker keeps serving after each.
+//! `no_renegotiation`, early data never accepted, the TLS 1.2 suite chosen in the server's
+//! order; the worker keeps serving after each.
 
 use std::path::Path;
 
@@ -191,5 +192,43 @@ fn old_versions_renegotiation_and_early_data_are_refused() {
     );
     assert!(t.contains("Reused, TLSv1.3"), "{t}");
     assert!(t.contains("Early data was not sent"), "{t}");
+    still_serves(&server, &pki, &cert, &key);
+}
+
+#[test]
+fn the_server_chooses_the_tls12_suite_with_aes128_and_chacha20_as_equals() {
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
+    // (client's order, suite chosen): AES-256 listed first still gets AES-128 (the server's
+    // order); between AES-128-GCM and ChaCha20 (one equal-preference group) the client's
+    // order wins.
+    for (offer, chosen) in [
+        (
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+        (
+            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ),
+        (
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+        (
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+    ] {
+        let t = s_client(&server, &pki, &["-tls1_2", "-cipher", offer], "");
+        assert!(
+            t.contains(&format!("Cipher is {chosen}")),
+            "{offer}: expected {chosen}:\n{t}"
+        );
+    }
+    let (cert, key) = client(&pki);
     still_serves(&server, &pki, &cert, &key);
 }

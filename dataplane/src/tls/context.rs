@@ -19,14 +19,14 @@ use boring::ex_data::Index;
 use boring::pkey::PKey;
 use boring::ssl::{
     select_next_proto, AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder,
-    SslMethod, SslRef, SslSessionCacheMode, SslVersion,
+    SslMethod, SslOptions, SslRef, SslSessionCacheMode, SslVersion,
 };
 use boring::x509::X509;
 use portcullis_config::{ConfigError, ConfigErrors, MtlsMode, SiteSnapshot, Snapshot, TrustAnchor};
 
 use super::ext;
 use super::policy::ViewerPolicy;
-use super::refusal::{alert, Refusal};
+use super::refusal::{alert, Refusal, MAX_CERTIFICATE_MESSAGE};
 use super::trust::TrustAnchors;
 use super::verify::verify_chain;
 use super::viewer_identity::{HandshakeRecord, SiteRevocationCheck};
@@ -36,10 +36,13 @@ use crate::telemetry::{cached_fields, ConnectionId, LeafFields};
 
 /// ALPN protocols offered, in wire format.
 const ALPN_HTTP11: &[u8] = b"\x08http/1.1";
-/// TLS 1.2 suites: forward secret AEADs only (TLS 1.3 suites are BoringSSL's fixed set).
-const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
-ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
-ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+/// TLS 1.2 suites: forward secret AEADs only (TLS 1.3 suites are BoringSSL's fixed set), in
+/// the server's order of preference (the server chooses): AES-128-GCM and ChaCha20-Poly1305
+/// first as equals (BoringSSL's `[a|b]` groups: within one the client's order wins, so a client
+/// without AES hardware keeps ChaCha20), then AES-256-GCM.
+const TLS12_CIPHERS: &str = "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]:\
+[ECDHE-RSA-AES128-GCM-SHA256|ECDHE-RSA-CHACHA20-POLY1305]:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
 
 /// Source of [`SiteTls::id`].
 static NEXT_SITE_ID: AtomicU64 = AtomicU64::new(1);
@@ -425,6 +428,7 @@ fn site_context_builder(
         .map_err(|e| internal("TLS versions", e))?;
     b.set_cipher_list(TLS12_CIPHERS)
         .map_err(|e| internal("cipher suites", e))?;
+    b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
     // Tickets (stateless, shared by all workers through the front context) instead of a
     // locked server-side session cache.
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
@@ -432,6 +436,7 @@ fn site_context_builder(
         select_next_proto(ALPN_HTTP11, offered).ok_or(AlpnError::NOACK)
     });
     ext::record_alerts(&mut b);
+    ext::set_max_certificate_message(&mut b, MAX_CERTIFICATE_MESSAGE);
 
     let mut errors = Vec::new();
     if let Err(e) = ext::set_context_verify_algorithms(&mut b, &site.mtls.signature_algorithms) {

@@ -16,6 +16,8 @@ use boring::x509::verify::X509VerifyFlags;
 use boring::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509VerifyError, X509};
 use foreign_types::ForeignTypeRef;
 
+use super::refusal::CertificateFault;
+
 /// BoringSSL's convention for most functions: 1 (or any positive value) on success, 0 or -1 on
 /// failure with the reason on the thread's error stack.
 pub(crate) fn cvt(ret: c_int) -> Result<c_int, ErrorStack> {
@@ -208,6 +210,30 @@ pub fn alert_description(alert: u8) -> &'static str {
 /// one is required.
 pub fn is_missing_certificate(error: &boring::error::Error) -> bool {
     error.reason_code() == boring_sys::SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
+}
+
+/// Which client certificate message BoringSSL refused, for the handshake errors that mean one
+/// (a leaf that does not parse, an oversized message, a CertificateVerify that does not verify
+/// or uses an algorithm the site does not accept). None for any other error.
+pub fn certificate_fault(error: &boring::error::Error) -> Option<CertificateFault> {
+    if error.library_code() != boring_sys::ERR_LIB_SSL.0 as c_int {
+        return None;
+    }
+    match error.reason_code() {
+        boring_sys::SSL_R_CANNOT_PARSE_LEAF_CERT => Some(CertificateFault::LeafUnparsable),
+        boring_sys::SSL_R_EXCESSIVE_MESSAGE_SIZE => Some(CertificateFault::TooLarge),
+        boring_sys::SSL_R_BAD_SIGNATURE => Some(CertificateFault::BadSignature),
+        boring_sys::SSL_R_WRONG_SIGNATURE_TYPE => Some(CertificateFault::AlgorithmNotAllowed),
+        _ => None,
+    }
+}
+
+/// Limits the client's Certificate message to `bytes` (BoringSSL's `max_cert_list`): larger
+/// ones are refused from their header, before they are buffered.
+pub(crate) fn set_max_certificate_message(builder: &mut SslContextBuilder, bytes: usize) {
+    // SAFETY: a live SSL_CTX being built; the call only stores the number (new connections
+    // copy it).
+    unsafe { boring_sys::SSL_CTX_set_max_cert_list(builder.as_ptr(), bytes) };
 }
 
 /// Installs the viewer verification callback on a connection, with `mode`.

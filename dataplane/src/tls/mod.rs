@@ -16,7 +16,7 @@ pub mod viewer_identity;
 
 pub use context::{SiteTls, TlsSnapshot};
 pub use policy::ViewerPolicy;
-pub use refusal::{FailureCode, HandshakeFailure, Refusal};
+pub use refusal::{CertificateFault, FailureCode, HandshakeFailure, Refusal};
 pub use stream::{HandshakeInfo, TlsError, TlsStream};
 pub use verify::{verify_chain, RevocationView, VerifiedChain};
 pub use viewer_identity::{HandshakeRecord, OpenIdentity, SiteRevocationCheck};

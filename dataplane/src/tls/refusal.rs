@@ -306,12 +306,69 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The largest client Certificate message accepted, in bytes (BoringSSL's `max_cert_list`, set
+/// on every context): room for a chain at `max_chain_depth` with large certificates; anything
+/// larger is refused before it is buffered whole ([`CertificateFault::TooLarge`]).
+pub const MAX_CERTIFICATE_MESSAGE: usize = 100 * 1024;
+
+/// Client certificate messages that BoringSSL itself refuses before the certificate decision
+/// runs: what honest clients never send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateFault {
+    /// The leaf of the Certificate message is not DER X.509 (BoringSSL parses it for its key).
+    LeafUnparsable,
+    /// The Certificate message is larger than [`MAX_CERTIFICATE_MESSAGE`].
+    TooLarge,
+    /// The CertificateVerify signature does not verify with the leaf certificate's key.
+    BadSignature,
+    /// The CertificateVerify uses a signature algorithm the site does not accept (its
+    /// `signature_algorithms`, or the key's type).
+    AlgorithmNotAllowed,
+}
+
+impl CertificateFault {
+    /// The CloudFront failure code.
+    pub fn code(self) -> FailureCode {
+        match self {
+            Self::LeafUnparsable | Self::BadSignature => FailureCode::ClientCertInvalid,
+            Self::TooLarge => FailureCode::ClientCertMaxSizeExceeded,
+            Self::AlgorithmNotAllowed => FailureCode::ClientCertTypeUnsupported,
+        }
+    }
+}
+
+impl fmt::Display for CertificateFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LeafUnparsable => f.write_str("client leaf certificate does not parse"),
+            Self::TooLarge => write!(
+                f,
+                "client Certificate message larger than {MAX_CERTIFICATE_MESSAGE} bytes"
+            ),
+            Self::BadSignature => f.write_str(
+                "CertificateVerify signature does not verify with the leaf certificate's key",
+            ),
+            Self::AlgorithmNotAllowed => f.write_str(
+                "CertificateVerify signature algorithm not allowed by the site's signature_algorithms",
+            ),
+        }
+    }
+}
+
 /// How a TLS handshake ended without a connection: refused by the certificate decision, or
 /// failed at the TCP or TLS level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeFailure {
     /// The certificate decision refused the client.
     Refused(Refusal),
+    /// BoringSSL refused the client's Certificate or CertificateVerify message before the
+    /// certificate decision ran.
+    Certificate {
+        /// What was wrong.
+        fault: CertificateFault,
+        /// The alert Portcullis sent, if any.
+        sent: Option<u8>,
+    },
     /// The handshake did not finish within the handshake time-out.
     Timeout {
         /// The time-out, in milliseconds.
@@ -338,6 +395,7 @@ impl HandshakeFailure {
     pub fn code(&self) -> FailureCode {
         match self {
             Self::Refused(refusal) => refusal.code(),
+            Self::Certificate { fault, .. } => fault.code(),
             Self::Timeout { .. } => FailureCode::TcpTimeout,
             Self::Transport(_) => FailureCode::TcpError,
             Self::Protocol { .. } => FailureCode::UnmappedConnectionError,
@@ -352,6 +410,13 @@ impl fmt::Display for HandshakeFailure {
         let alert_text = |a: u8| format!("{} ({a})", super::ext::alert_description(a));
         match self {
             Self::Refused(refusal) => write!(f, "{refusal}; alert {}", alert_text(refusal.alert())),
+            Self::Certificate { fault, sent } => {
+                write!(f, "{fault}")?;
+                if let Some(a) = sent {
+                    write!(f, "; alert sent {}", alert_text(*a))?;
+                }
+                Ok(())
+            }
             Self::Timeout { after_ms } => {
                 write!(f, "handshake not finished within {after_ms} ms")
             }
@@ -384,6 +449,41 @@ mod tests {
         for (i, code) in FailureCode::ALL.iter().enumerate() {
             assert_eq!(code.index(), i);
             assert_eq!(code.status(), format!("Failed:{code}"));
+        }
+    }
+
+    #[test]
+    fn certificate_faults_have_their_codes_and_details() {
+        let table = [
+            (
+                CertificateFault::LeafUnparsable,
+                FailureCode::ClientCertInvalid,
+                "client leaf certificate does not parse; alert sent decode error (50)",
+            ),
+            (
+                CertificateFault::TooLarge,
+                FailureCode::ClientCertMaxSizeExceeded,
+                "client Certificate message larger than 102400 bytes; alert sent illegal parameter (47)",
+            ),
+            (
+                CertificateFault::BadSignature,
+                FailureCode::ClientCertInvalid,
+                "CertificateVerify signature does not verify with the leaf certificate's key; alert sent decrypt error (51)",
+            ),
+            (
+                CertificateFault::AlgorithmNotAllowed,
+                FailureCode::ClientCertTypeUnsupported,
+                "CertificateVerify signature algorithm not allowed by the site's signature_algorithms; alert sent illegal parameter (47)",
+            ),
+        ];
+        let alerts = [50, 47, 51, 47];
+        for ((fault, code, detail), alert) in table.into_iter().zip(alerts) {
+            let failure = HandshakeFailure::Certificate {
+                fault,
+                sent: Some(alert),
+            };
+            assert_eq!(failure.code(), code, "{fault:?}");
+            assert_eq!(failure.to_string(), detail);
         }
     }
 

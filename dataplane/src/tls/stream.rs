@@ -16,7 +16,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::context::{SiteTls, TlsSnapshot};
 use super::ext;
-use super::refusal::{HandshakeFailure, Refusal};
+use super::refusal::{CertificateFault, HandshakeFailure, Refusal, MAX_CERTIFICATE_MESSAGE};
 use super::viewer_identity::{HandshakeRecord, OpenIdentity, SiteRevocationCheck};
 use crate::write_timeout;
 
@@ -242,6 +242,21 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         if first.is_some_and(ext::is_missing_certificate) {
             return HandshakeFailure::Refused(Refusal::CertificateMissing);
         }
+        // The SSL-level reason may follow a lower layer's (ECDSA's bad signature first, then
+        // the handshake's). An oversized message is the client's Certificate only once the
+        // ClientHello chose a site (every later client message is small); before, it is a
+        // protocol error.
+        let errors = ssl.ssl_error().map_or(&[][..], |stack| stack.errors());
+        if let Some(fault) = errors
+            .iter()
+            .find_map(ext::certificate_fault)
+            .filter(|f| *f != CertificateFault::TooLarge || self.site().is_some())
+        {
+            return HandshakeFailure::Certificate {
+                fault,
+                sent: record.and_then(HandshakeRecord::alert_sent),
+            };
+        }
         if first.is_none() && ssl.code() == ErrorCode::SYSCALL {
             return HandshakeFailure::Transport(
                 "client closed the connection during the handshake".into(),
@@ -422,10 +437,13 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
     }
 
     /// Closes after a refused handshake without losing the alert: stops sending, then reads
-    /// and discards what the peer still sends (at most 64 KiB, for at most `linger`), so the
+    /// and discards what the peer still sends (at most 128 KiB, for at most `linger`), so the
     /// kernel ends the connection with FIN instead of a reset that could destroy the alert.
+    /// The bound covers a Certificate message of about [`MAX_CERTIFICATE_MESSAGE`] refused from
+    /// its header while the client is still sending it, and the messages after it; a client
+    /// sending more than that is reset.
     pub async fn linger_close(&mut self, linger: Duration) {
-        const MAX_DISCARD: usize = 64 * 1024;
+        const MAX_DISCARD: usize = MAX_CERTIFICATE_MESSAGE + 28 * 1024;
         let _ = self.transport.shutdown().await;
         let deadline = Instant::now() + linger;
         let mut discarded = 0;
