@@ -35,6 +35,8 @@ const IDLE_BUFFERS: usize = 256;
 const ORIGIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// How often idle origin connections are checked (closed when expired or not quiet).
 const ORIGIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long connections closed at the drain time-out get to finish dropping.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
 
 /// State shared by all workers.
 #[derive(Debug)]
@@ -60,6 +62,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     /// Fires when the worker begins to drain.
     pub shutdown: Rc<Shutdown>,
+    /// Fires when the drain time-out has passed: every connection still open is closed.
+    abort: Rc<Shutdown>,
     /// Notified when the revocation epoch changes.
     pub revocations: LocalNotify,
     /// The worker's keep-alive origin connections.
@@ -157,6 +161,7 @@ pub fn run(
         let worker = Rc::new(Worker {
             id,
             shutdown: Shutdown::new(),
+            abort: Shutdown::new(),
             revocations: LocalNotify::default(),
             pool: OriginPool::new(MAX_IDLE_ORIGIN_CONNECTIONS, ORIGIN_IDLE_LIMIT),
             buffers: BufferPool::new(IDLE_BUFFERS),
@@ -277,7 +282,15 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
                     .or_else(|| stream.local_addr().ok())
                     .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                 let guard = ActiveGuard::new(Rc::clone(&worker), ticket);
-                monoio::spawn(connection::handle(stream, peer, local, guard));
+                let abort = Rc::clone(&worker.abort);
+                monoio::spawn(async move {
+                    // Dropping the connection's future closes its sockets (and cancels its
+                    // pending operations) when the drain time-out passes.
+                    monoio::select! {
+                        () = connection::handle(stream, peer, local, guard) => {}
+                        () = abort.wait() => {}
+                    }
+                });
             }
             Err(e) => {
                 // Out of descriptors or a transient error: back off briefly instead of spinning.
@@ -288,18 +301,34 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
     }
 }
 
-/// Waits for in-flight connections to finish, up to the drain time-out.
+/// Waits for in-flight connections to finish, up to the drain time-out; then closes the ones
+/// still open (their tasks drop their futures, and with them their sockets) and waits, briefly,
+/// until they are gone, so none outlives the worker.
 async fn drain(worker: &Worker) {
     let limit = worker.shared.snapshot.load().config.server.timeouts.drain;
     let start = Instant::now();
     while worker.active.get() > 0 && start.elapsed() < limit {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
+    let open = worker.active.get();
+    if open == 0 {
+        return;
+    }
+    tracing::warn!(
+        worker = worker.id,
+        open,
+        "drain time-out passed; closing remaining connections"
+    );
+    worker.abort.fire();
+    let closing = Instant::now();
+    while worker.active.get() > 0 && closing.elapsed() < ABORT_GRACE {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
     if worker.active.get() > 0 {
-        tracing::warn!(
+        tracing::error!(
             worker = worker.id,
             open = worker.active.get(),
-            "drain time-out passed; closing remaining connections"
+            "connections still open after being closed at the drain time-out"
         );
     }
 }

@@ -315,3 +315,51 @@ fn connections_beyond_the_per_worker_limit_are_closed() {
     });
     assert!(served, "the worker never accepted again");
 }
+
+#[test]
+fn connections_still_open_at_the_drain_timeout_are_closed_not_left_behind() {
+    // The origin takes every request and never answers.
+    let origin = portcullis_e2e::ScriptedOrigin::start(|c| {
+        if c.read_request().is_some() {
+            c.note("request held");
+            let _ = c.closed_within(Duration::from_secs(30));
+        }
+    });
+    let pki = TestPki::new();
+    let text = config_text(
+        &pki,
+        &[optional_site(&pki, origin.addr())],
+        "[server.timeouts]\ndrain = \"1s\"\norigin_response = \"60s\"\n",
+    );
+    let mut server = Portcullis::start(&text);
+    let mut held = server
+        .tls_connect("localhost", &pki.path("root.pem"))
+        .expect("TLS");
+    held.write_all(b"GET /hang HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    assert!(origin
+        .journal()
+        .wait_for("request held", Duration::from_secs(10)));
+    let started = std::time::Instant::now();
+    server.terminate();
+    // The in-flight request is cut when the drain time-out passes; the client sees the close.
+    let mut buf = [0u8; 1024];
+    let n = held.read(&mut buf).unwrap_or(0);
+    assert!(
+        !String::from_utf8_lossy(&buf[..n]).contains("200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(server.stop(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = server.log();
+    assert!(
+        log.contains("drain time-out passed; closing remaining connections"),
+        "{log}"
+    );
+    assert!(!log.contains("still open after being closed"), "{log}");
+}
