@@ -1,6 +1,7 @@
 //! The `portcullis` command: run the data plane, check a configuration, run the demo, or
 //! revoke and unrevoke certificates through the admin API.
 
+#[cfg(feature = "demo")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ enum Command {
         config: PathBuf,
     },
     /// Generate a demo PKI, start an echo origin and run the data plane against them.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where to write the demo PKI and configuration.
         #[arg(long, default_value_os_t = std::env::temp_dir().join("portcullis-demo"))]
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => portcullis::run::run(config).map_err(anyhow::Error::from),
         Command::Check { config } => check(config),
+        #[cfg(feature = "demo")]
         Command::Demo { dir, listen } => demo(dir, listen),
         Command::Revoke {
             admin,
@@ -152,6 +155,7 @@ fn check(config: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 fn demo(dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     let demo = portcullis::demo::Demo::prepare(&dir, listen).context("preparing the demo")?;
     eprintln!("{}", demo.instructions(listen));

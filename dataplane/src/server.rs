@@ -113,19 +113,9 @@ impl Server {
         &self.bound
     }
 
-    /// Replaces the configuration snapshot used by new connections.
-    pub fn swap(&self, tls: TlsSnapshot) {
-        self.shared.snapshot.publish(Arc::new(tls));
-    }
-
     /// The state the workers share (the live snapshot among it), for the control plane.
     pub fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
-    }
-
-    /// Whether the current configuration's `[logs]` differ from `running`.
-    pub fn logs_changed(&self, running: &portcullis_config::LogSettings) -> bool {
-        self.shared.snapshot.load().config.logs != *running
     }
 
     /// Asks every worker to stop accepting and drain.

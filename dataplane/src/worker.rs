@@ -78,11 +78,6 @@ impl Worker {
     pub fn snapshot(&self) -> WorkerSnapshot {
         self.local_snapshot.get(&self.shared.snapshot)
     }
-
-    /// Connections currently open on this worker.
-    pub fn active_connections(&self) -> usize {
-        self.active.get()
-    }
 }
 
 /// Counts a connection as active for as long as it lives.

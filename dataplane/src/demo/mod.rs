@@ -1,13 +1,21 @@
 //! `portcullis demo`: a self-contained first run. Generates a demo PKI, starts a loopback
 //! origin that echoes request headers, writes a configuration for them and prints the curl
 //! commands that show an accepted and a refused client.
+//!
+//! Not part of the data path: the whole folder (the PKI generator [`pki`], built on `rcgen`,
+//! and the echo origin [`origin`]) is behind the default cargo feature `demo`, so a packaged
+//! build (`--no-default-features`) leaves it and `rcgen` out. The end-to-end tests and the
+//! benchmarks use it as their fixture generator.
+
+pub mod origin;
+pub mod pki;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::demo_origin::DemoOrigin;
-use crate::pki::{
+use self::origin::DemoOrigin;
+use self::pki::{
     DemoPki, PkiError, CLIENT_CERT_FILE, CLIENT_KEY_FILE, EXPIRED_CLIENT_CERT_FILE,
     EXPIRED_CLIENT_KEY_FILE, ROOT_CA_FILE, UNKNOWN_CLIENT_CERT_FILE, UNKNOWN_CLIENT_KEY_FILE,
 };
