@@ -380,7 +380,7 @@ fn spawn_upgrade(
     events: mpsc::Sender<Event>,
 ) -> std::thread::JoinHandle<()> {
     let spawned = std::thread::Builder::new()
-        .name("portcullis-upgrade".into())
+        .name(upgrade::cli::UPGRADE_THREAD.into())
         .spawn(move || {
             let outcome = upgrade::run(request, &control, &abort);
             let _ = events.send(Event::UpgradeFinished(outcome));

@@ -1,8 +1,11 @@
 //! `portcullis upgrade --pid PID`: sends `SIGUSR2` to a running `portcullis run` and follows
-//! the upgrade from outside through `/proc`: the new process appears as a child of the old
-//! one; the upgrade succeeded when the old process has drained and exited while the new one
-//! runs, and failed when the new process is gone while the old one still runs (the old
-//! process logs why).
+//! the upgrade from outside through `/proc`: while it runs, the old process has a thread
+//! named [`UPGRADE_THREAD`], and the new process appears as its child. The upgrade succeeded
+//! when the old process has drained and exited while the new one runs; it failed when the new
+//! process is gone while the old one still runs, or when the upgrade thread ended without a
+//! new process (the binary could not be started), or when nothing started within
+//! [`START_WINDOW`] (the old process refused: another upgrade in progress, demo mode). The old
+//! process's log says why.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -12,6 +15,10 @@ use std::time::{Duration, Instant};
 const FAST_POLL: Duration = Duration::from_millis(2);
 /// How often once the new process is known.
 const POLL: Duration = Duration::from_millis(50);
+/// The name of the old process's thread that runs an upgrade (as `/proc` shows it).
+pub const UPGRADE_THREAD: &str = "portcullis-upgr";
+/// How long the old process may take to start an upgrade (thread or new process visible).
+pub const START_WINDOW: Duration = Duration::from_secs(10);
 
 /// Why `portcullis upgrade` did not see a completed upgrade.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +76,32 @@ pub fn upgrade(pid: u32, timeout: Duration) -> Result<u32, CliError> {
             source: std::io::Error::last_os_error(),
         });
     }
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut new = None;
+    let mut thread_seen = false;
     loop {
+        let upgrading = upgrade_thread(pid);
+        thread_seen |= upgrading;
         let old_alive = alive(pid);
         if new.is_none() {
             new = children(pid).difference(&before).next().copied();
             if let Some(child) = new {
                 eprintln!("new process {child} started; waiting for it to take over and for {pid} to drain");
+            }
+        }
+        if new.is_none() && old_alive {
+            if thread_seen && !upgrading && children(pid).difference(&before).next().is_none() {
+                return Err(CliError::Failed(
+                    "the new binary could not be started".into(),
+                    pid,
+                ));
+            }
+            if !thread_seen && started.elapsed() > START_WINDOW {
+                return Err(CliError::Failed(
+                    format!("no upgrade started within {START_WINDOW:?} (the new binary could not be started, or the upgrade was refused)"),
+                    pid,
+                ));
             }
         }
         match (new, old_alive) {
@@ -110,6 +135,17 @@ pub fn upgrade(pid: u32, timeout: Duration) -> Result<u32, CliError> {
         }
         std::thread::sleep(if new.is_some() { POLL } else { FAST_POLL });
     }
+}
+
+/// Whether process `pid` runs an upgrade (has its upgrade thread).
+fn upgrade_thread(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|task| {
+        std::fs::read_to_string(task.path().join("comm"))
+            .is_ok_and(|comm| comm.trim_end() == UPGRADE_THREAD)
+    })
 }
 
 /// Whether process `pid` exists and is not a zombie.

@@ -72,6 +72,10 @@ pub fn spawn(
         reader,
     };
     if let Err(e) = protocol::send(&mut process.writer, &ToChild::Handover(handover)) {
+        // Most likely the new process exited already (a broken binary): say how.
+        if let Some(status) = process.wait_exit(Duration::from_secs(2)) {
+            return Err(UpgradeError::Exited(Some(status)));
+        }
         process.abandon();
         return Err(UpgradeError::Channel(e));
     }
@@ -107,7 +111,13 @@ impl NewProcess {
                     return Err(UpgradeError::Failed { reason, status });
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // The new process closed its end: it exited (with unread data, a reset).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
                     let status = self.wait_exit(Duration::from_secs(5));
                     return Err(UpgradeError::Exited(status));
                 }
@@ -135,7 +145,7 @@ impl NewProcess {
         let child = self.child;
         // Reaping happens on its own thread so that the old process's loop goes on at once.
         let reaper = std::thread::Builder::new()
-            .name("portcullis-upgrade-reap".into())
+            .name("portcullis-reap".into())
             .spawn(move || reap(child, deadline));
         if let Err(error) = reaper {
             tracing::warn!(%error, "cannot start a thread to reap the abandoned new process");
