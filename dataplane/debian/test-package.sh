@@ -77,6 +77,17 @@ if [ -n "$score" ] && awk "BEGIN { exit !($score <= 2.0) }"; then
 else
     fail "exposure '$score' above 2.0"
 fi
+# io_uring under the unit's filter: @system-service must allow its three system calls and
+# the denied @privileged must not name them (else the workers fall back to epoll).
+allowed="$(systemd-analyze syscall-filter @system-service 2>/dev/null)"
+denied="$(systemd-analyze syscall-filter @privileged 2>/dev/null)"
+for call in io_uring_setup io_uring_enter io_uring_register; do
+    if echo "$allowed" | grep -qw "$call" && ! echo "$denied" | grep -qw "$call"; then
+        pass "SystemCallFilter allows $call"
+    else
+        fail "SystemCallFilter does not allow $call"
+    fi
+done
 if command -v logrotate >/dev/null; then
     logrotate -d /etc/logrotate.d/portcullis >/dev/null 2>&1 \
         && pass "logrotate accepts /etc/logrotate.d/portcullis" \
