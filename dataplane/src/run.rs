@@ -29,9 +29,10 @@ use crate::upgrade::{self, UpgradeError};
 /// Why the data plane could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The configuration is invalid.
+    /// The configuration is invalid. (Not the error's `source`: the list is printed once, in
+    /// this message, not again by a `{:#}` that walks the chain.)
     #[error("invalid configuration:\n{0}")]
-    Config(#[from] ConfigErrors),
+    Config(ConfigErrors),
     /// The workers could not start.
     #[error(transparent)]
     Start(#[from] StartError),
@@ -47,6 +48,12 @@ pub enum RunError {
     /// A binary upgrade's handover could not be read.
     #[error("binary upgrade: {0}")]
     Upgrade(String),
+}
+
+impl From<ConfigErrors> for RunError {
+    fn from(errors: ConfigErrors) -> Self {
+        Self::Config(errors)
+    }
 }
 
 /// Loads and fully checks a configuration (what `check` does): parsing, every file and object
