@@ -20,7 +20,7 @@ import math
 import os
 from html import escape
 
-SERVER_ORDER = ["nginx", "haproxy", "portcullis"]
+SERVER_ORDER = ["nginx", "haproxy", "portcullis", "portcullis-fn"]
 VARIANT_TITLE = {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}
 
 
@@ -367,6 +367,15 @@ def main():
                    f"(50 % of {v['rate']['from']}'s keep-alive saturation rate), {facts.get('ka_conns', '?')} connections; "
                    "latency from the intended send time (coordinated-omission corrected).", ""]
         md += [main_table(variant, v, full), ""]
+        fn, plain = v["servers"].get("portcullis-fn"), v["servers"].get("portcullis")
+        if fn and plain and "handshake" in fn["runs"] and "handshake" in plain["runs"]:
+            a, b = fn["runs"]["handshake"], plain["runs"]["handshake"]
+            if a.rate and b.rate:
+                cpu = (f"; server CPU per handshake {a.us_per_op:.1f} vs {b.us_per_op:.1f} µs "
+                       f"({a.us_per_op - b.us_per_op:+.1f} µs)" if a.us_per_op and b.us_per_op else "")
+                md += [f"Connection function (portcullis-fn: the announcement's function on a store of "
+                       f"{facts.get('fn_kvs_keys', '?'):,} keys): full handshakes/s {a.rate:,.0f} vs {b.rate:,.0f} "
+                       f"without, ratio {a.rate / b.rate:.3f}{cpu}.", ""]
         md += ["### Crypto bound (BoringSSL, CPU %s)" % facts.get("server_cpu", 0), "",
                "What one full mTLS handshake needs on the server, timed with `bench/compare/crypto-bound` "
                "(fastest of 5 rounds) at the start of the variant. *CPU vs crypto bound* in the table above is "

@@ -16,6 +16,7 @@ mod admin;
 mod crl;
 mod duration;
 mod error;
+mod function;
 mod load;
 pub mod logs;
 mod machine;
@@ -35,7 +36,9 @@ mod tests;
 
 use std::path::Path;
 
+pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
+pub use function::{ConnectionFunctionSettings, DEFAULT_TIME_LIMIT, MAX_FUNCTION_BYTES};
 pub use logs::{
     peek_diagnostics, DiagnosticsFormat, DiagnosticsSettings, LogDestination, LogFormat,
     LogSettings, LogStream, ACCESS_LOG_FIELDS, CONNECTION_LOG_FIELDS,

@@ -18,6 +18,7 @@ mod connection;
 mod control;
 #[cfg(any(test, feature = "demo"))]
 pub mod demo;
+pub mod function;
 pub mod http;
 pub mod local_snapshot;
 mod notify;
