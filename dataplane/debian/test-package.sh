@@ -3,8 +3,10 @@
 # `cargo deb`, install it with dpkg, check what it installed (files, owners, modes, the
 # conffile, the system user, the unit with `systemd-analyze verify` and `security`), run
 # `portcullis check` on the shipped example once the demo's certificates are in place (and
-# see it warn about a world-readable key), then remove and purge it and check that nothing is
-# left. Maintainer scripts run without systemd here when PID 1 is not systemd (a container).
+# see it warn about a world-readable key), start the installed service on it as the unit
+# would (its user, capability, no-new-privileges, umask and seccomp filters; port 443,
+# mTLS, log reopen, a binary upgrade, SIGTERM), then remove and purge it and check that
+# nothing is left. Maintainer scripts run without systemd here when PID 1 is not systemd (a container).
 #
 #   dataplane/debian/test-package.sh            # needs cargo-deb, the workspace's debug build
 #                                                # (for `portcullis demo`), dpkg, systemd-analyze
@@ -136,6 +138,106 @@ if out="$(runuser -u portcullis -- /usr/bin/portcullis check --config /etc/portc
 else
     fail "check refuses the shipped example: $out"
 fi
+
+echo "== the service as its unit runs it (without systemd as PID 1)"
+# User=, Group=, UMask=, AmbientCapabilities=/CapabilityBoundingSet=CAP_NET_BIND_SERVICE,
+# NoNewPrivileges= through setpriv; the unit's seccomp settings (system-call filter, W^X,
+# address families) through tests/support/unit_sandbox.py; RuntimeDirectory= by hand. Not
+# emulated: the mount namespace (ProtectSystem= and the like). The shipped example as
+# installed: port 443, logs under /var/log/portcullis, the admin socket under /run/portcullis.
+if (exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null; then
+    fail "port 443 is taken on this machine: cannot start the installed service"
+else
+    sandbox="$(mktemp -d)"
+    chmod 0755 "$sandbox"
+    install -m 0644 tests/support/unit_sandbox.py "$sandbox/unit_sandbox.py"
+    install -d -o portcullis -g portcullis -m 0750 /run/portcullis
+    # One subshell, exec'd all the way (setpriv, python, portcullis): $! is the service.
+    # /usr/bin/python3: the service user cannot run what root may have on its PATH.
+    (umask 0077 && exec setpriv --reuid portcullis --regid portcullis --init-groups \
+        --inh-caps -all,+net_bind_service --ambient-caps -all,+net_bind_service \
+        --bounding-set -all,+net_bind_service --nnp \
+        /usr/bin/python3 "$sandbox/unit_sandbox.py" --unit /lib/systemd/system/portcullis.service -- \
+        /usr/bin/portcullis run --config /etc/portcullis/portcullis.toml) \
+        >"$sandbox/out" 2>"$sandbox/err" &
+    service_pid=$!
+    for _ in $(seq 1 300); do
+        grep -q '^ready$' "$sandbox/out" 2>/dev/null && break
+        kill -0 "$service_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q '^ready$' "$sandbox/out"; then
+        pass "the installed service started (pid $service_pid): $(grep '^listening' "$sandbox/out")"
+        status="$(cat "/proc/$service_pid/status")"
+        field() { echo "$status" | sed -n "s/^$1:[[:space:]]*//p"; }
+        uid="$(id -u portcullis)"
+        [ "$(field Uid | awk '{print $1 $2 $3 $4}')" = "$uid$uid$uid$uid" ] \
+            && pass "runs as portcullis" || fail "Uid: $(field Uid)"
+        # CAP_NET_BIND_SERVICE is bit 10: 0x400, and nothing else.
+        [ "$(field CapEff)" = 0000000000000400 ] && [ "$(field CapBnd)" = 0000000000000400 ] \
+            && pass "capabilities: only CAP_NET_BIND_SERVICE" \
+            || fail "CapEff $(field CapEff), CapBnd $(field CapBnd)"
+        [ "$(field NoNewPrivs)" = 1 ] && [ "$(field Seccomp_filters)" -ge 3 ] \
+            && pass "no new privileges, $(field Seccomp_filters) seccomp filters" \
+            || fail "NoNewPrivs $(field NoNewPrivs), Seccomp_filters $(field Seccomp_filters)"
+        grep -q "fall back to epoll" "$sandbox/err" \
+            && fail "io_uring refused under the unit's filter: $(cat "$sandbox/err")" \
+            || pass "workers on io_uring under the unit's filter"
+        request() {
+            curl -s -o /dev/null -w '%{http_code}' --max-time 10 --resolve localhost:443:127.0.0.1 \
+                --cacert "$demo/pki/root-ca.pem" "$@" https://localhost/ || true
+        }
+        # The example's origin (127.0.0.1:8080) is not there: a 502 from portcullis shows
+        # the handshake with the client certificate passed; without one there is no answer.
+        code="$(request --cert "$demo/pki/client.pem" --key "$demo/pki/client.key")"
+        [ "$code" = 502 ] && pass "a client with a certificate is let through (502: no origin)" \
+            || fail "with a client certificate: HTTP $code"
+        code="$(request)"
+        [ "$code" = 000 ] && pass "a client without a certificate is refused" \
+            || fail "without a client certificate: HTTP $code"
+        expect /var/log/portcullis/connection.log portcullis:portcullis 600
+        expect /run/portcullis/admin.sock portcullis:portcullis 600
+        # logrotate's move and reopen (SIGUSR1), by hand: systemctl is not there to send it.
+        mv /var/log/portcullis/connection.log /var/log/portcullis/connection.log.1
+        kill -USR1 "$service_pid"
+        for _ in $(seq 1 100); do [ -e /var/log/portcullis/connection.log ] && break; sleep 0.05; done
+        request --cert "$demo/pki/client.pem" --key "$demo/pki/client.key" >/dev/null
+        for _ in $(seq 1 100); do [ -s /var/log/portcullis/connection.log ] && break; sleep 0.05; done
+        [ -s /var/log/portcullis/connection.log ] && pass "SIGUSR1 reopened the connection log" \
+            || fail "no new connection log after SIGUSR1"
+        # A binary upgrade of the installed service: the new process keeps the user, the
+        # capability and the filters, and the port.
+        if out="$(/usr/bin/portcullis upgrade --pid "$service_pid" --timeout 30 2>&1)"; then
+            new_pid="$(echo "$out" | sed -n 's/.*handed over to process \([0-9]*\).*/\1/p')"
+            status="$(cat "/proc/$new_pid/status" 2>/dev/null)"
+            [ "$(field CapEff)" = 0000000000000400 ] && [ "$(field Seccomp_filters)" -ge 3 ] \
+                && [ "$(field Uid | awk '{print $1}')" = "$uid" ] \
+                && pass "binary upgrade: process $new_pid as portcullis, same capability and filters" \
+                || fail "binary upgrade: new process $new_pid: $status"
+            code="$(request --cert "$demo/pki/client.pem" --key "$demo/pki/client.key")"
+            [ "$code" = 502 ] && pass "the new process serves" || fail "after the upgrade: HTTP $code"
+            old_exit=0
+            wait "$service_pid" || old_exit=$?
+            [ "$old_exit" = 0 ] && pass "the old process exited 0 after the upgrade" \
+                || fail "the old process exited $old_exit"
+            kill -TERM "$new_pid"
+            for _ in $(seq 1 300); do kill -0 "$new_pid" 2>/dev/null || break; sleep 0.1; done
+            kill -0 "$new_pid" 2>/dev/null && { fail "the new process did not stop on SIGTERM"; kill -KILL "$new_pid"; } \
+                || pass "the new process stopped on SIGTERM"
+        else
+            fail "binary upgrade of the installed service: $out"
+            kill -TERM "$service_pid"
+            wait "$service_pid" || true
+        fi
+    else
+        fail "the installed service did not start: $(cat "$sandbox/err")"
+        kill -KILL "$service_pid" 2>/dev/null || true
+        wait "$service_pid" 2>/dev/null || true
+    fi
+    rm -rf "$sandbox" /run/portcullis
+fi
+
+echo "== check on group- and world-readable keys"
 chmod 0644 /etc/portcullis/tls/server.key
 out="$(/usr/bin/portcullis check --config /etc/portcullis/portcullis.toml 2>&1 || true)"
 echo "$out" | grep -q "site\[0\].private_key: the private key is readable by every user (mode 0644)" \
