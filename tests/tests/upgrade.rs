@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
     config_text, origin, portcullis_bin, portcullis_cli, s_client_with_session, signal, wait_for,
@@ -168,10 +168,16 @@ fn upgrade_under_keepalive_and_handshake_load_drops_nothing_and_keeps_tickets() 
         (requests_served(&s.admin) > 300).then_some(())
     });
 
+    let started = Instant::now();
     let new = upgrade(old_pid).unwrap_or_else(|e| panic!("{e}\n{}", old.log()));
     assert_ne!(new.pid, old_pid);
     // The old process drained and exited by itself, with success.
     assert_eq!(old.wait_exit(LIMIT), Some(0), "{}", old.log());
+    // A figure for the README, not an assertion: SIGUSR2 to the old process's exit.
+    println!(
+        "upgrade: SIGUSR2 to the old process's exit (new process ready, old drained) {} ms under load",
+        started.elapsed().as_millis()
+    );
     let log = old.log();
     assert!(log.contains("binary upgrade: the new process serves; draining this one"));
     assert!(log.contains("stopped"));
