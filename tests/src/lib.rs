@@ -896,6 +896,24 @@ pub fn portcullis_cli(args: &[&str]) -> Output {
         .expect("run portcullis")
 }
 
+/// `portcullis upgrade --pid PID --timeout 25`: the new process on success (its PID from the
+/// CLI's `handed over to process N` line), the CLI's output on failure.
+pub fn upgrade_with_cli(pid: u32) -> Result<Adopted, String> {
+    let out = portcullis_cli(&["upgrade", "--pid", &pid.to_string(), "--timeout", "25"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("{stdout}{stderr}"));
+    }
+    let new = stdout
+        .split("handed over to process ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("new pid in {stdout:?} {stderr:?}"));
+    Ok(Adopted { pid: new })
+}
+
 /// A request to the admin API over a plain TCP connection (no client process): (HTTP status,
 /// JSON body). Bounded by a 60 s read timeout.
 pub fn admin_json(admin: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    config_text, origin, portcullis_bin, portcullis_cli, process_alive, Adopted, Curl,
-    NotifySocket, Portcullis, SiteConfig, TestPki,
+    config_text, origin, portcullis_bin, process_alive, upgrade_with_cli, Curl, NotifySocket,
+    Portcullis, SiteConfig, TestPki,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -205,21 +205,8 @@ fn a_binary_upgrade_moves_the_main_pid_and_the_old_process_does_not_say_stopping
     );
     notify.until("READY=1", LIMIT);
     let old_pid = old.pid();
-    let out = portcullis_cli(&["upgrade", "--pid", &old_pid.to_string(), "--timeout", "25"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        old.log()
-    );
-    let new_pid: u32 = stdout
-        .split("handed over to process ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("new pid in {stdout:?}"));
-    let new = Adopted { pid: new_pid };
+    let new = upgrade_with_cli(old_pid).unwrap_or_else(|e| panic!("{e}\n{}", old.log()));
+    let new_pid = new.pid;
     assert_ne!(new_pid, old_pid);
     assert_eq!(old.wait_exit(LIMIT), Some(0), "{}", old.log());
     assert!(new.alive());

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use portcullis_e2e::{
-    config_text, origin, portcullis_bin, portcullis_cli, wait_for, Adopted, Curl, DemoOrigin,
-    Portcullis, SiteConfig, TestPki,
+    config_text, origin, portcullis_bin, upgrade_with_cli, wait_for, Curl, DemoOrigin, Portcullis,
+    SiteConfig, TestPki,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -134,28 +134,8 @@ fn under_the_units_seccomp_filters_io_uring_quickjs_reload_and_upgrade_work() {
     assert_eq!(s.get("DENIED"), 200);
 
     // A binary upgrade under the filters: the new process inherits them and the listeners.
-    let out = portcullis_cli(&[
-        "upgrade",
-        "--pid",
-        &s.server.pid().to_string(),
-        "--timeout",
-        "25",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "upgrade failed: {stdout} {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        s.server.log()
-    );
-    let new = Adopted {
-        pid: stdout
-            .split("handed over to process ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|pid| pid.parse().ok())
-            .unwrap_or_else(|| panic!("new pid in {stdout:?}")),
-    };
+    let new =
+        upgrade_with_cli(s.server.pid()).unwrap_or_else(|e| panic!("{e}\n{}", s.server.log()));
     assert_ne!(new.pid, s.server.pid());
     assert!(
         seccomp_filters(new.pid) >= 3,

@@ -9,31 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    config_text, origin, portcullis_bin, portcullis_cli, s_client_with_session, signal, wait_for,
-    workspace_bin, Adopted, Curl, Portcullis, SiteConfig, TestPki,
+    config_text, origin, portcullis_bin, s_client_with_session, signal, upgrade_with_cli, wait_for,
+    workspace_bin, Curl, Portcullis, SiteConfig, TestPki,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
 /// How long each load generator runs; the upgrade happens while they do.
 const LOAD_SECONDS: &str = "8";
-
-/// Runs `portcullis upgrade --pid PID`; the new process on success, the CLI's stderr on
-/// failure.
-fn upgrade(pid: u32) -> Result<Adopted, String> {
-    let out = portcullis_cli(&["upgrade", "--pid", &pid.to_string(), "--timeout", "25"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        return Err(stderr);
-    }
-    let new = stdout
-        .split("handed over to process ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("new pid in {stdout:?} {stderr:?}"));
-    Ok(Adopted { pid: new })
-}
 
 /// `GET` on the admin Unix socket: the HTTP status.
 fn admin_status(socket: &Path, path: &str) -> u16 {
@@ -169,7 +151,7 @@ fn upgrade_under_keepalive_and_handshake_load_drops_nothing_and_keeps_tickets() 
     });
 
     let started = Instant::now();
-    let new = upgrade(old_pid).unwrap_or_else(|e| panic!("{e}\n{}", old.log()));
+    let new = upgrade_with_cli(old_pid).unwrap_or_else(|e| panic!("{e}\n{}", old.log()));
     assert_ne!(new.pid, old_pid);
     // The old process drained and exited by itself, with success.
     assert_eq!(old.wait_exit(LIMIT), Some(0), "{}", old.log());
@@ -251,7 +233,7 @@ fn a_new_binary_that_cannot_start_leaves_the_old_process_serving() {
 
     // 2. A file that is not executable at all: the CLI reports the failure.
     replace(b"not a program", 0o644);
-    let e = upgrade(old_pid).err().expect("upgrade must fail");
+    let e = upgrade_with_cli(old_pid).err().expect("upgrade must fail");
     assert!(e.contains("keeps serving"), "{e}");
     assert!(
         old.log().contains("cannot start the new binary"),
@@ -267,7 +249,7 @@ fn a_new_binary_that_cannot_start_leaves_the_old_process_serving() {
     );
     let good = std::fs::read_to_string(&s.config).expect("config");
     std::fs::write(&s.config, good.replace("workers = 2", "workers = \"two\"")).expect("break");
-    let e = upgrade(old_pid).err().expect("upgrade must fail");
+    let e = upgrade_with_cli(old_pid).err().expect("upgrade must fail");
     assert!(e.contains("keeps serving"), "{e}");
     let log = old.log();
     assert!(log.contains("the new process cannot start"), "{log}");
@@ -279,7 +261,7 @@ fn a_new_binary_that_cannot_start_leaves_the_old_process_serving() {
     // through.
     std::fs::write(&s.config, &good).expect("restore config");
     assert!(old.reload_with_sighup());
-    let new = upgrade(old_pid).unwrap_or_else(|e| panic!("{e}\n{}", old.log()));
+    let new = upgrade_with_cli(old_pid).unwrap_or_else(|e| panic!("{e}\n{}", old.log()));
     assert_eq!(old.wait_exit(LIMIT), Some(0));
     assert!(serves(&old), "the new process serves the same address");
     assert!(new.stop());
