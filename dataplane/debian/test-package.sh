@@ -4,9 +4,10 @@
 # conffile, the system user, the unit with `systemd-analyze verify` and `security`), run
 # `portcullis check` on the shipped example once the demo's certificates are in place (and
 # see it warn about a world-readable key), start the installed service on it as the unit
-# would (its user, capability, no-new-privileges, umask and seccomp filters; port 443,
-# mTLS, log reopen, a binary upgrade, SIGTERM), then remove and purge it and check that
-# nothing is left. Maintainer scripts run without systemd here when PID 1 is not systemd (a container).
+# would (read-only file system, its user, capability, no-new-privileges, umask and seccomp
+# filters; port 443, mTLS, log reopen, a binary upgrade, SIGTERM), then remove and purge it
+# and check that nothing is left. Maintainer scripts run without systemd here when PID 1 is
+# not systemd (a container).
 #
 #   dataplane/debian/test-package.sh            # needs cargo-deb, the workspace's debug build
 #                                                # (for `portcullis demo`), dpkg, systemd-analyze
@@ -140,21 +141,41 @@ else
 fi
 
 echo "== the service as its unit runs it (without systemd as PID 1)"
-# User=, Group=, UMask=, AmbientCapabilities=/CapabilityBoundingSet=CAP_NET_BIND_SERVICE,
-# NoNewPrivileges= through setpriv; the unit's seccomp settings (system-call filter, W^X,
-# address families) through tests/support/unit_sandbox.py; RuntimeDirectory= by hand. Not
-# emulated: the mount namespace (ProtectSystem= and the like). The shipped example as
-# installed: port 443, logs under /var/log/portcullis, the admin socket under /run/portcullis.
+# ProtectSystem=strict with the unit's ReadWritePaths= (and RuntimeDirectory=), PrivateTmp=
+# and ProtectHome= in a private mount namespace (unshare); User=, Group=, UMask=,
+# AmbientCapabilities=/CapabilityBoundingSet=CAP_NET_BIND_SERVICE and NoNewPrivileges=
+# through setpriv; the unit's seccomp settings (system-call filter, W^X, address families)
+# through tests/support/unit_sandbox.py. Not emulated: PrivateDevices=, the kernel, clock,
+# hostname and /proc protections. The shipped example as installed: port 443, logs under
+# /var/log/portcullis, the admin socket under /run/portcullis.
 if (exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null; then
     fail "port 443 is taken on this machine: cannot start the installed service"
 else
-    sandbox="$(mktemp -d)"
+    # Outside /tmp and /root, which the service does not see.
+    sandbox="$(mktemp -d /run/portcullis-test.XXXXXX)"
     chmod 0755 "$sandbox"
     install -m 0644 tests/support/unit_sandbox.py "$sandbox/unit_sandbox.py"
     install -d -o portcullis -g portcullis -m 0750 /run/portcullis
-    # One subshell, exec'd all the way (setpriv, python, portcullis): $! is the service.
-    # /usr/bin/python3: the service user cannot run what root may have on its PATH.
-    (umask 0077 && exec setpriv --reuid portcullis --regid portcullis --init-groups \
+    writable="$(sed -n 's/^ReadWritePaths=//p' /lib/systemd/system/portcullis.service) /run/portcullis"
+    cat >"$sandbox/mounts.sh" <<MOUNTS
+set -e
+for path in $writable; do mount --bind "\$path" "\$path"; done
+for target in \$(findmnt -rn -o TARGET); do
+    case " $writable " in *" \$target "*) continue ;; esac
+    case "\$target" in
+        /|/usr|/usr/*|/etc|/etc/*|/var|/var/*|/run|/run/*|/boot|/boot/*|/opt|/opt/*|/srv|/srv/*|/tmp|/tmp/*|/home|/home/*|/root|/root/*)
+            mount -o remount,bind,ro "\$target" ;;
+    esac
+done
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
+for home in /home /root /run/user; do [ ! -d "\$home" ] || mount -t tmpfs -o mode=0000 tmpfs "\$home"; done
+exec "\$@"
+MOUNTS
+    # One subshell, exec'd all the way (unshare, sh, setpriv, python, portcullis): $! is the
+    # service. /usr/bin/python3: the service user cannot run what root may have on its PATH.
+    (umask 0077 && exec unshare --mount --propagation private sh "$sandbox/mounts.sh" \
+        setpriv --reuid portcullis --regid portcullis --init-groups \
         --inh-caps -all,+net_bind_service --ambient-caps -all,+net_bind_service \
         --bounding-set -all,+net_bind_service --nnp \
         /usr/bin/python3 "$sandbox/unit_sandbox.py" --unit /lib/systemd/system/portcullis.service -- \
@@ -180,6 +201,11 @@ else
         [ "$(field NoNewPrivs)" = 1 ] && [ "$(field Seccomp_filters)" -ge 3 ] \
             && pass "no new privileges, $(field Seccomp_filters) seccomp filters" \
             || fail "NoNewPrivs $(field NoNewPrivs), Seccomp_filters $(field Seccomp_filters)"
+        root_options="$(awk '$5 == "/" { print $6 }' "/proc/$service_pid/mountinfo")"
+        tmp_type="$(awk '$5 == "/tmp" { for (i = 7; $i != "-"; i++); print $(i + 1) }' "/proc/$service_pid/mountinfo" | tail -1)"
+        case "$root_options" in ro,*) true ;; *) false ;; esac && [ "$tmp_type" = tmpfs ] \
+            && pass "read-only file system but for its state, cache, logs and runtime directory; a private /tmp" \
+            || fail "mounts: / $root_options, /tmp $tmp_type"
         grep -q "fall back to epoll" "$sandbox/err" \
             && fail "io_uring refused under the unit's filter: $(cat "$sandbox/err")" \
             || pass "workers on io_uring under the unit's filter"
