@@ -9,8 +9,8 @@
 # and check that nothing is left. Maintainer scripts run without systemd here when PID 1 is
 # not systemd (a container).
 #
-#   dataplane/debian/test-package.sh            # needs cargo-deb, the workspace's debug build
-#                                                # (for `portcullis demo`), dpkg, systemd-analyze
+#   dataplane/debian/test-package.sh            # needs cargo-deb, dpkg, systemd-analyze, python3
+#                                                # and libseccomp2 (the unit's filters)
 #
 # PACKAGE_PROFILE picks the cargo profile of the packaged binary: `release` (the default, what
 # the README builds: about 11 minutes from scratch on 2 cores) or `dev` (what CI uses: it
@@ -36,6 +36,11 @@ expect() {
 # The demo's certificates, from the workspace's build (with the demo), before the package
 # build (without it) replaces a dev-profile binary.
 echo "== the demo's certificates"
+# The workspace's debug build with the demo (fresh after the tests: no work); a dev-profile
+# package build below replaces target/debug/portcullis, and the end of this script puts the
+# full one back for the end-to-end tests.
+full_binary() { cargo build -q -p portcullis --bin portcullis --locked; }
+full_binary
 demo="$(mktemp -d)"
 "$target/debug/portcullis" demo --dir "$demo/pki" --listen 127.0.0.1:0 >"$demo/out" 2>"$demo/err" &
 demo_pid=$!
@@ -142,7 +147,7 @@ fi
 
 echo "== the service as its unit runs it (without systemd as PID 1)"
 # ProtectSystem=strict with the unit's ReadWritePaths= (and RuntimeDirectory=), PrivateTmp=
-# and ProtectHome= in a private mount namespace (unshare); User=, Group=, UMask=,
+# and ProtectHome= in a private mount namespace (unshare); LimitNOFILE= (prlimit); User=, Group=, UMask=,
 # AmbientCapabilities=/CapabilityBoundingSet=CAP_NET_BIND_SERVICE and NoNewPrivileges=
 # through setpriv; the unit's seccomp settings (system-call filter, W^X, address families)
 # through tests/support/unit_sandbox.py. Not emulated: PrivateDevices=, the kernel, clock,
@@ -174,8 +179,15 @@ exec "\$@"
 MOUNTS
     # One subshell, exec'd all the way (unshare, sh, setpriv, python, portcullis): $! is the
     # service. /usr/bin/python3: the service user cannot run what root may have on its PATH.
+    nofile="$(sed -n 's/^LimitNOFILE=//p' /lib/systemd/system/portcullis.service)"
+    limit=(prlimit --nofile="$nofile")
+    # A container without CAP_SYS_RESOURCE cannot raise the hard limit (systemd on a host can).
+    if ! prlimit --nofile="$nofile" true 2>/dev/null; then
+        echo "skipped: LimitNOFILE=$nofile (this machine refuses to raise the hard open-file limit above $(ulimit -Hn))"
+        limit=(env)
+    fi
     (umask 0077 && exec unshare --mount --propagation private sh "$sandbox/mounts.sh" \
-        setpriv --reuid portcullis --regid portcullis --init-groups \
+        "${limit[@]}" setpriv --reuid portcullis --regid portcullis --init-groups \
         --inh-caps -all,+net_bind_service --ambient-caps -all,+net_bind_service \
         --bounding-set -all,+net_bind_service --nnp \
         /usr/bin/python3 "$sandbox/unit_sandbox.py" --unit /lib/systemd/system/portcullis.service -- \
@@ -206,6 +218,12 @@ MOUNTS
         case "$root_options" in ro,*) true ;; *) false ;; esac && [ "$tmp_type" = tmpfs ] \
             && pass "read-only file system but for its state, cache, logs and runtime directory; a private /tmp" \
             || fail "mounts: / $root_options, /tmp $tmp_type"
+        if [ "${limit[0]}" != env ]; then
+            [ "$(awk '/^Max open files/ { print $4 " " $5 }' "/proc/$service_pid/limits")" = "$nofile $nofile" ] \
+                && ! grep -q "open-file limit" "$sandbox/err" \
+                && pass "LimitNOFILE=$nofile: enough for the connection limits (no warning)" \
+                || fail "open files: $(grep '^Max open files' "/proc/$service_pid/limits"); $(grep 'open-file limit' "$sandbox/err")"
+        fi
         grep -q "fall back to epoll" "$sandbox/err" \
             && fail "io_uring refused under the unit's filter: $(cat "$sandbox/err")" \
             || pass "workers on io_uring under the unit's filter"
@@ -285,6 +303,8 @@ for path in /etc/portcullis /etc/logrotate.d/portcullis /var/lib/portcullis /var
     [ ! -e "$path" ] && pass "$path gone" || fail "$path left after purge"
 done
 dpkg -s portcullis >/dev/null 2>&1 && fail "still known to dpkg" || pass "not installed"
+
+full_binary
 
 if [ "$failures" -gt 0 ]; then
     echo "package test: $failures failure(s)" >&2
