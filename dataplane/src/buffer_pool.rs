@@ -48,6 +48,7 @@ impl BufferPool {
     }
 
     /// Number of idle buffers held.
+    #[cfg(test)]
     pub fn idle(&self) -> usize {
         self.free.borrow().len()
     }

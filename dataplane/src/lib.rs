@@ -1,34 +1,43 @@
 //! Portcullis data plane: thread-per-core workers that terminate viewer mTLS with BoringSSL and
 //! proxy HTTP/1.1 to origins.
 //!
-//! Data flows one way: [`worker`] accepts, [`connection`] runs the TLS handshake under the
-//! site's policy ([`tls`]), [`proxy`] forwards requests to the origin ([`origin_pool`]) with
+//! Data flows one way: `worker` accepts, `connection` runs the TLS handshake under the
+//! site's policy ([`tls`]), `proxy` forwards requests to the origin (`origin_pool`) with
 //! the viewer-cert headers ([`viewer_cert`]). Configuration changes at run time (SIGHUP, the
-//! admin API, watched files, polled objects from [`sources`]) go through [`control`].
+//! admin API, watched files, polled objects from `sources`) go through `control`.
+//!
+//! Public modules are the ones other crates use (the `portcullis` binary, the end-to-end
+//! tests, the benchmarks, the fuzz targets); the rest of the data path is private. The demo
+//! ([`demo`]: PKI generation with `rcgen`, the echo origin) is behind the default cargo
+//! feature `demo`; `portcullis::pki` and `portcullis::demo_origin` name its two halves.
 
 pub mod admin;
-pub mod admin_backend;
-pub mod buffer_pool;
-pub mod client_ip_limit;
-pub mod connection;
-pub mod control;
+mod admin_backend;
+mod buffer_pool;
+mod client_ip_limit;
+mod connection;
+mod control;
+#[cfg(any(test, feature = "demo"))]
 pub mod demo;
-pub mod demo_origin;
 pub mod function;
 pub mod http;
 pub mod local_snapshot;
-pub mod notify;
-pub mod origin_pool;
-pub mod pki;
-pub mod proxy;
+mod notify;
+mod origin_pool;
+mod proxy;
 pub mod revocation;
 pub mod run;
-pub mod server;
-pub mod shutdown;
-pub mod sources;
+mod server;
+mod service;
+mod shutdown;
+mod sources;
 pub mod telemetry;
 pub mod tls;
+pub mod upgrade;
 pub mod viewer_cert;
 pub mod viewer_header_cache;
-pub mod worker;
-pub mod write_timeout;
+mod worker;
+mod write_timeout;
+
+#[cfg(any(test, feature = "demo"))]
+pub use demo::{origin as demo_origin, pki};

@@ -1,6 +1,7 @@
 //! The `portcullis` command: run the data plane, check a configuration, run the demo,
 //! revoke and unrevoke certificates through the admin API, or test a connection function.
 
+#[cfg(feature = "demo")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ enum Command {
         config: PathBuf,
     },
     /// Generate a demo PKI, start an echo origin and run the data plane against them.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where to write the demo PKI and configuration.
         #[arg(long, default_value_os_t = std::env::temp_dir().join("portcullis-demo"))]
@@ -40,6 +42,16 @@ enum Command {
         /// Address the data plane listens on.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+    },
+    /// Upgrade a running `portcullis run` to the binary now at its path without dropping a
+    /// connection (sends SIGUSR2 and waits for the outcome).
+    Upgrade {
+        /// The running process (under systemd: `systemctl show -p MainPID --value portcullis`).
+        #[arg(long)]
+        pid: u32,
+        /// Seconds to wait for the new process to take over and the old one to drain.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
     /// Revoke a client certificate serial through a running data plane's admin API.
     Revoke {
@@ -130,7 +142,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => portcullis::run::run(config).map_err(anyhow::Error::from),
         Command::Check { config } => check(config),
+        #[cfg(feature = "demo")]
         Command::Demo { dir, listen } => demo(dir, listen),
+        Command::Upgrade { pid, timeout } => upgrade(pid, std::time::Duration::from_secs(timeout)),
         Command::Revoke {
             admin,
             store,
@@ -183,6 +197,9 @@ fn check(config: PathBuf) -> anyhow::Result<()> {
     for warning in snapshot.config.warnings() {
         eprintln!("warning: {warning}");
     }
+    for warning in portcullis::run::private_key_warnings(&snapshot.config) {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{}: OK ({} site(s), {} worker(s))",
         config.display(),
@@ -192,10 +209,17 @@ fn check(config: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 fn demo(dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     let demo = portcullis::demo::Demo::prepare(&dir, listen).context("preparing the demo")?;
     eprintln!("{}", demo.instructions(listen));
-    portcullis::run::run(demo.config_path.clone())?;
+    portcullis::run::run_without_upgrades(demo.config_path.clone())?;
+    Ok(())
+}
+
+fn upgrade(pid: u32, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let new = portcullis::upgrade::cli::upgrade(pid, timeout)?;
+    println!("upgraded: process {pid} handed over to process {new} and exited after its drain");
     Ok(())
 }
 

@@ -37,7 +37,8 @@ impl LocalNotify {
         }
     }
 
-    /// Number of registered waiters (for tests and diagnostics).
+    /// Number of registered waiters (for tests).
+    #[cfg(test)]
     pub fn waiters(&self) -> usize {
         self.waiters.borrow().len()
     }

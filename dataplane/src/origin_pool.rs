@@ -112,11 +112,6 @@ impl OriginPool {
         }
     }
 
-    /// Number of idle connections held for `addr`.
-    pub fn idle_count(&self, addr: SocketAddr) -> usize {
-        self.idle.borrow().get(&addr).map_or(0, Vec::len)
-    }
-
     /// Closes the idle connections that expired or are no longer quiet. Called by the
     /// worker about once a second.
     pub fn sweep(&self) {

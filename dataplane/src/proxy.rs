@@ -329,6 +329,10 @@ impl ClientBuffer {
     }
 }
 
+/// How long an idle keep-alive connection stays open once the worker drains, for a request
+/// the client may already have sent.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+
 enum HeadOutcome {
     Head(RequestHead),
     Closed,
@@ -348,6 +352,7 @@ where
     let timeouts = &x.server.timeouts;
     let mut deadline: Option<Instant> = None;
     let mut idle_deadline: Option<Instant> = None;
+    let mut drain_deadline: Option<Instant> = None;
     if first {
         // The first request has `header_read` from the end of the handshake for all of it:
         // waiting for its first byte and reading the rest share one deadline.
@@ -367,11 +372,18 @@ where
             }
         }
         let idle = client.is_empty();
+        let draining = x.shutdown.is_fired();
         let wait = if idle {
-            if x.shutdown.is_fired() {
-                return Ok(HeadOutcome::Closed);
+            let mut at =
+                *idle_deadline.get_or_insert_with(|| Instant::now() + timeouts.idle_keepalive);
+            if draining {
+                // Draining (SIGTERM, or a binary upgrade handed over): a client that already
+                // sent its next request, or sends it on the response it just got, has it
+                // answered (with `Connection: close`) instead of finding the connection
+                // reset under it; a quiet connection closes after the grace.
+                at = at
+                    .min(*drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_IDLE_GRACE));
             }
-            let at = *idle_deadline.get_or_insert_with(|| Instant::now() + timeouts.idle_keepalive);
             at.saturating_duration_since(Instant::now())
         } else {
             let at = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header_read);
@@ -396,7 +408,7 @@ where
                     Ok(Err(e)) => return Err(e),
                     Err(_) => return Ok(HeadOutcome::Closed),
                 },
-                _ = x.shutdown.wait() => return Ok(HeadOutcome::Closed),
+                _ = x.shutdown.wait(), if !draining => continue,
                 revoked = revoked => {
                     if revoked {
                         tracing::info!("client certificate revoked on an idle connection; closing");

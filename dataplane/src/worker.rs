@@ -10,7 +10,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::io::Canceller;
+use monoio::net::TcpListener;
 
 use crate::buffer_pool::BufferPool;
 use crate::client_ip_limit::{ClientIpCounts, ClientIpTicket};
@@ -19,12 +20,13 @@ use crate::local_snapshot::{LocalSnapshot, SnapshotSlot, WorkerSnapshot};
 use crate::notify::LocalNotify;
 use crate::origin_pool::OriginPool;
 use crate::revocation::RevocationState;
+use crate::service::Heartbeats;
 use crate::shutdown::{self, Shutdown};
 use crate::telemetry::{Refused, Telemetry, WorkerTelemetry};
 use crate::viewer_header_cache::{self, ViewerHeaderCache};
 
 /// Listen backlog of every listener.
-const LISTEN_BACKLOG: i32 = 4096;
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 /// io_uring submission queue size.
 const RING_ENTRIES: u32 = 4096;
 /// Idle origin connections kept per origin and worker.
@@ -51,6 +53,8 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// Open connections per client address, for `max_connections_per_client_ip`.
     pub client_ips: ClientIpCounts,
+    /// Bumped by each worker's watcher task, read by the systemd watchdog.
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 /// What one worker owns.
@@ -85,11 +89,6 @@ impl Worker {
     pub fn snapshot(&self) -> WorkerSnapshot {
         self.local_snapshot.get(&self.shared.snapshot)
     }
-
-    /// Connections currently open on this worker.
-    pub fn active_connections(&self) -> usize {
-        self.active.get()
-    }
 }
 
 /// Counts a connection as active for as long as it lives.
@@ -121,12 +120,13 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Runs worker `id` on the current thread until shutdown has drained. `ready` receives
-/// `Ok(())` once its listeners are bound, or the reason they could not be.
+/// Runs worker `id` on the current thread, accepting on `listeners` (bound by the server,
+/// non-blocking), until shutdown has drained. `ready` receives `Ok(())` once the listeners
+/// are registered with the worker's runtime, or the reason they could not be.
 pub fn run(
     id: usize,
     shared: Arc<Shared>,
-    listen: Vec<SocketAddr>,
+    listeners: Vec<std::net::TcpListener>,
     cpu: Option<usize>,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
@@ -143,20 +143,18 @@ pub fn run(
         }
     };
     runtime.block_on(async move {
-        let opts = ListenerOpts::new()
-            .reuse_port(true)
-            .reuse_addr(true)
-            .backlog(LISTEN_BACKLOG);
-        let mut listeners = Vec::with_capacity(listen.len());
-        for addr in &listen {
-            match TcpListener::bind_with_config(addr, &opts) {
-                Ok(l) => listeners.push(l),
+        let mut registered = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            let addr = listener.local_addr();
+            match TcpListener::from_std(listener) {
+                Ok(l) => registered.push(l),
                 Err(e) => {
-                    let _ = ready.send(Err(format!("worker {id}: listen on {addr}: {e}")));
+                    let _ = ready.send(Err(format!("worker {id}: listen on {addr:?}: {e}")));
                     return;
                 }
             }
         }
+        let listeners = registered;
         let _ = ready.send(Ok(()));
         let worker = Rc::new(Worker {
             id,
@@ -184,8 +182,10 @@ pub fn run(
                     &worker.revocations,
                     start_epoch,
                     || {
-                        // Every poll, also let go of a snapshot a reload replaced, so that an
-                        // idle worker does not keep it alive.
+                        // Every poll: the event loop is alive (for the systemd watchdog), and
+                        // let go of a snapshot a reload replaced, so that an idle worker does
+                        // not keep it alive.
+                        worker.shared.heartbeats.beat(worker.id);
                         worker.local_snapshot.refresh(&worker.shared.snapshot);
                         revocation.epoch()
                     },
@@ -255,43 +255,29 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
         .local_addr()
         .ok()
         .filter(|addr| !addr.ip().is_unspecified());
+    // Stopping cancels the accept in flight and then waits for its answer, never drops it:
+    // io_uring may have accepted a connection already (the listening socket may be shared
+    // with a new process after a binary upgrade, and its queue keeps filling), and a dropped
+    // accept would leak that connection unserved. One canceller for the loop's life.
+    let mut canceller = Canceller::new();
     loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = worker.shutdown.wait() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Read at every accept, so that a reload changes the limit.
-                let limits = worker.shared.snapshot.load().config.server.limits;
-                let max = limits.max_connections_per_worker;
-                if worker.active.get() >= max {
-                    worker.telemetry.refused(Refused::WorkerLimit);
-                    tracing::warn!(worker = worker.id, %peer, max, "connection limit reached; closing new connection");
-                    drop(stream);
-                    continue;
-                }
-                let per_ip = limits.max_connections_per_client_ip;
-                let Some(ticket) = worker.shared.client_ips.admit(peer.ip(), per_ip) else {
-                    worker.telemetry.refused(Refused::ClientIpLimit);
-                    tracing::debug!(worker = worker.id, %peer, max = per_ip, "client address at its connection limit; closing new connection");
-                    drop(stream);
-                    continue;
-                };
-                let local = bound
-                    .or_else(|| stream.local_addr().ok())
-                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                let guard = ActiveGuard::new(Rc::clone(&worker), ticket);
-                let abort = Rc::clone(&worker.abort);
-                monoio::spawn(async move {
-                    // Dropping the connection's future closes its sockets (and cancels its
-                    // pending operations) when the drain time-out passes.
-                    monoio::select! {
-                        () = connection::handle(stream, peer, local, guard) => {}
-                        () = abort.wait() => {}
-                    }
-                });
+        let accept = listener.cancelable_accept(canceller.handle());
+        let mut accept = std::pin::pin!(accept);
+        let (accepted, stopping) = monoio::select! {
+            r = &mut accept => (r, false),
+            _ = worker.shutdown.wait() => {
+                let _ = std::mem::take(&mut canceller).cancel();
+                (accept.await, true)
             }
+        };
+        if stopping {
+            if let Ok((stream, peer)) = accepted {
+                serve(&worker, bound, stream, peer);
+            }
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => serve(&worker, bound, stream, peer),
             Err(e) => {
                 // Out of descriptors or a transient error: back off briefly instead of spinning.
                 tracing::warn!(worker = worker.id, error = %e, "accept failed");
@@ -299,6 +285,45 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
             }
         }
     }
+}
+
+/// Starts the connection task of an accepted connection, unless the worker or the client's
+/// address is at its connection limit (then the connection is closed).
+fn serve(
+    worker: &Rc<Worker>,
+    bound: Option<SocketAddr>,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    // Read at every accept, so that a reload changes the limits.
+    let limits = worker.shared.snapshot.load().config.server.limits;
+    let max = limits.max_connections_per_worker;
+    if worker.active.get() >= max {
+        worker.telemetry.refused(Refused::WorkerLimit);
+        tracing::warn!(worker = worker.id, %peer, max, "connection limit reached; closing new connection");
+        drop(stream);
+        return;
+    }
+    let per_ip = limits.max_connections_per_client_ip;
+    let Some(ticket) = worker.shared.client_ips.admit(peer.ip(), per_ip) else {
+        worker.telemetry.refused(Refused::ClientIpLimit);
+        tracing::debug!(worker = worker.id, %peer, max = per_ip, "client address at its connection limit; closing new connection");
+        drop(stream);
+        return;
+    };
+    let local = bound
+        .or_else(|| stream.local_addr().ok())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let guard = ActiveGuard::new(Rc::clone(worker), ticket);
+    let abort = Rc::clone(&worker.abort);
+    monoio::spawn(async move {
+        // Dropping the connection's future closes its sockets (and cancels its pending
+        // operations) when the drain time-out passes.
+        monoio::select! {
+            () = connection::handle(stream, peer, local, guard) => {}
+            () = abort.wait() => {}
+        }
+    });
 }
 
 /// Waits for in-flight connections to finish, up to the drain time-out; then closes the ones

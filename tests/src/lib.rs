@@ -293,15 +293,38 @@ impl Portcullis {
         env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Self {
+        Self::launch(&portcullis_bin(), config_path, dir, env, wrapper)
+    }
+
+    /// Starts `binary` (e.g. a copy of `portcullis` that a test replaces later, as a package
+    /// upgrade does) with `run --config config_path` and extra environment variables.
+    pub fn start_binary(
+        binary: &Path,
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(binary, config_path, dir, env, &[])
+    }
+
+    /// Runs `binary run --config config_path` (through `wrapper`, if any); waits (bounded)
+    /// until it is ready.
+    fn launch(
+        binary: &Path,
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Self {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(portcullis_bin());
+                c.args(args).arg(binary);
                 c
             }
-            None => Command::new(portcullis_bin()),
+            None => Command::new(binary),
         };
         let mut child = command
             .arg("run")
@@ -412,6 +435,23 @@ impl Portcullis {
         )
     }
 
+    /// Waits (bounded by `limit`) for the process to exit by itself (after a binary upgrade
+    /// handed over); its exit code, or None if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM without waiting for the exit.
     pub fn terminate(&self) {
         if let Some(child) = &self.child {
@@ -506,6 +546,143 @@ impl Portcullis {
 impl Drop for Portcullis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A process the test did not start itself (the new process of a binary upgrade): stopped
+/// with SIGTERM, then SIGKILL, when dropped.
+pub struct Adopted {
+    /// The process id.
+    pub pid: u32,
+}
+
+impl Adopted {
+    /// Whether the process still runs (exists and is not a zombie).
+    pub fn alive(&self) -> bool {
+        process_alive(self.pid)
+    }
+
+    /// Sends SIGTERM and waits (bounded) until the process is gone; false if it had to be
+    /// killed.
+    pub fn stop(&self) -> bool {
+        signal(self.pid, "TERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while process_alive(self.pid) {
+            if Instant::now() > deadline {
+                signal(self.pid, "KILL");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        if process_alive(self.pid) {
+            self.stop();
+        }
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace()
+                .next()
+                .map(|state| state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// `kill -SIGNAL pid`.
+pub fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A fake systemd `NOTIFY_SOCKET`: a Unix datagram socket in a temporary directory whose
+/// messages the test reads, in the order they were sent.
+pub struct NotifySocket {
+    /// The socket's path (the value of `NOTIFY_SOCKET`).
+    pub path: PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    /// Binds a new socket.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        Self {
+            path,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// The `NOTIFY_SOCKET` value.
+    pub fn env(&self) -> &str {
+        self.path.to_str().expect("UTF-8 path")
+    }
+
+    /// The next message, waiting at most `limit`.
+    pub fn next(&self, limit: Duration) -> Option<String> {
+        self.socket
+            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
+            .expect("read timeout");
+        let mut buf = vec![0u8; 4096];
+        let n = self.socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Messages until one with the line `line` (included), waiting at most `limit` in all;
+    /// panics with what arrived when the time is up.
+    pub fn until(&self, line: &str, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {line} within {limit:?}; got {seen:?}");
+            if let Some(message) = self.next(left) {
+                let done = message.lines().any(|l| l == line);
+                seen.push(message);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+
+    /// Every message that arrives within `limit`.
+    pub fn drain(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return seen;
+            }
+            if let Some(message) = self.next(left) {
+                seen.push(message);
+            }
+        }
+    }
+}
+
+impl Default for NotifySocket {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -749,6 +926,24 @@ pub fn portcullis_cli(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run portcullis")
+}
+
+/// `portcullis upgrade --pid PID --timeout 25`: the new process on success (its PID from the
+/// CLI's `handed over to process N` line), the CLI's output on failure.
+pub fn upgrade_with_cli(pid: u32) -> Result<Adopted, String> {
+    let out = portcullis_cli(&["upgrade", "--pid", &pid.to_string(), "--timeout", "25"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("{stdout}{stderr}"));
+    }
+    let new = stdout
+        .split("handed over to process ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("new pid in {stdout:?} {stderr:?}"));
+    Ok(Adopted { pid: new })
 }
 
 /// A request to the admin API over a plain TCP connection (no client process): (HTTP status,

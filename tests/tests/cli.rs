@@ -205,6 +205,42 @@ fn check_refuses_absurd_values_for_this_machine() {
 }
 
 #[test]
+fn check_warns_about_a_private_key_its_group_or_others_can_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pki = TestPki::new();
+    let origin = origin();
+    let config = config_text(
+        &pki,
+        &[SiteConfig::new(
+            origin.addr(),
+            "required",
+            Some(pki.path("bundle.pem")),
+        )],
+        "",
+    );
+    let path = pki.write("portcullis.toml", &config);
+    let key = pki.path("server.key");
+    let check = |mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let out = portcullis_cli(&["check", "--config", path.to_str().expect("path")]);
+        assert!(out.status.success(), "a warning is not an error");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for private in [0o600, 0o400] {
+        let err = check(private);
+        assert!(!err.contains("warning"), "mode {private:o}: {err}");
+    }
+    let err = check(0o640);
+    assert!(
+        err.contains("site[0].private_key: the private key is readable by its group (mode 0640)"),
+        "{err}"
+    );
+    assert!(err.contains("server.key"), "{err}");
+    let err = check(0o604);
+    assert!(err.contains("readable by every user (mode 0604)"), "{err}");
+}
+
+#[test]
 fn run_prints_each_configuration_error_once() {
     let pki = TestPki::new();
     let path = pki.write(

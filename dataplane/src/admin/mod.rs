@@ -30,7 +30,7 @@ mod tests;
 
 pub use client::{request, AdminTarget, ClientError};
 pub use control::ControlAdmin;
-pub use server::{start, AdminServer};
+pub use server::{start, start_with, AdminServer, InheritedAdmin};
 
 /// Where the admin server listens (from the configuration's `[admin]` section).
 pub use portcullis_config::AdminListen;

@@ -64,6 +64,8 @@ const UNIX_BACKLOG: i32 = 64;
 pub struct AdminServer {
     local_addr: Option<SocketAddr>,
     socket: Option<BoundSocket>,
+    /// A duplicate of the listener, for a binary upgrade to hand to the new process.
+    copy: Option<InheritedAdmin>,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
 }
@@ -110,6 +112,46 @@ impl Shared {
 enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),
+}
+
+/// An admin listener passed from the process a binary upgrade replaces (or kept to be
+/// passed on).
+#[derive(Debug)]
+pub enum InheritedAdmin {
+    /// A loopback TCP listener.
+    Tcp(TcpListener),
+    /// A Unix socket listener and the path of its socket file.
+    Unix {
+        /// The listener.
+        listener: UnixListener,
+        /// Where its socket file is.
+        path: PathBuf,
+    },
+}
+
+impl InheritedAdmin {
+    /// Another descriptor of the same listener.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Tcp(l) => Self::Tcp(l.try_clone()?),
+            Self::Unix { listener, path } => Self::Unix {
+                listener: listener.try_clone()?,
+                path: path.clone(),
+            },
+        })
+    }
+
+    /// Whether this listener serves `listen` (the same address, any port for port 0; the
+    /// same socket path).
+    fn serves(&self, listen: &AdminListen) -> bool {
+        match (self, listen) {
+            (Self::Tcp(l), AdminListen::Tcp(addr)) => l
+                .local_addr()
+                .is_ok_and(|bound| bound == *addr || (addr.port() == 0 && bound.ip() == addr.ip())),
+            (Self::Unix { path, .. }, AdminListen::Unix(configured)) => path == configured,
+            _ => false,
+        }
+    }
 }
 
 /// An accepted connection, TCP or Unix.
@@ -191,8 +233,36 @@ pub fn start(
     settings: &AdminSettings,
     backend: Arc<dyn RevocationAdmin>,
 ) -> io::Result<AdminServer> {
-    let (listener, local_addr, socket) = match &settings.listen {
-        AdminListen::Tcp(addr) => {
+    start_with(settings, backend, None)
+}
+
+/// [`start`], on `inherited` (from the process a binary upgrade replaces) when it serves the
+/// configured address or path; otherwise `inherited` is closed and a new listener bound.
+pub fn start_with(
+    settings: &AdminSettings,
+    backend: Arc<dyn RevocationAdmin>,
+    inherited: Option<InheritedAdmin>,
+) -> io::Result<AdminServer> {
+    let inherited = inherited.filter(|i| i.serves(&settings.listen));
+    let (listener, local_addr, socket) = match (&settings.listen, inherited) {
+        (_, Some(InheritedAdmin::Tcp(listener))) => {
+            let local = listener.local_addr()?;
+            listener.set_nonblocking(true)?;
+            (Listener::Tcp(listener), Some(local), None)
+        }
+        (_, Some(InheritedAdmin::Unix { listener, path })) => {
+            listener.set_nonblocking(true)?;
+            // The socket file is this listener's (the same path); removed on drop like one
+            // bound here, unless it is handed on again.
+            let meta = fs::symlink_metadata(&path)?;
+            let bound = BoundSocket {
+                path,
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            (Listener::Unix(listener), None, Some(bound))
+        }
+        (AdminListen::Tcp(addr), None) => {
             if !addr.ip().to_canonical().is_loopback() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -204,11 +274,19 @@ pub fn start(
             listener.set_nonblocking(true)?;
             (Listener::Tcp(listener), Some(local), None)
         }
-        AdminListen::Unix(path) => {
+        (AdminListen::Unix(path), None) => {
             let (listener, bound) = bind_unix(path)?;
             listener.set_nonblocking(true)?;
             (Listener::Unix(listener), None, Some(bound))
         }
+    };
+    let copy = match (&listener, &socket) {
+        (Listener::Tcp(l), _) => InheritedAdmin::Tcp(l.try_clone()?),
+        (Listener::Unix(l), Some(bound)) => InheritedAdmin::Unix {
+            listener: l.try_clone()?,
+            path: bound.path.clone(),
+        },
+        (Listener::Unix(_), None) => unreachable!("a Unix listener always has its socket file"),
     };
     let shared = Arc::new(Shared {
         shutdown: AtomicBool::new(false),
@@ -232,6 +310,7 @@ pub fn start(
     Ok(AdminServer {
         local_addr,
         socket,
+        copy: Some(copy),
         shared,
         accept: Some(accept),
     })
@@ -253,6 +332,29 @@ impl AdminServer {
     /// ignored).
     pub fn observe(&self, observe: Arc<dyn Observe>) {
         let _ = self.shared.observe.set(observe);
+    }
+
+    /// Another descriptor of the listener, for a binary upgrade to pass to the new process.
+    pub fn listener_for_handover(&self) -> io::Result<InheritedAdmin> {
+        self.copy
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the admin listener was handed over"))?
+            .try_clone()
+    }
+
+    /// The new process of a binary upgrade took the listener over: stop accepting (requests
+    /// already accepted are still served) and leave the socket file, which is the new
+    /// process's now.
+    pub fn hand_over(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.accept.take() {
+            wait_until(DROP_WAIT, || handle.is_finished());
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+        self.socket = None;
+        self.copy = None;
     }
 
     /// Number of connections currently being served.

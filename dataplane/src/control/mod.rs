@@ -30,11 +30,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use portcullis_config::sources::sha256;
-use portcullis_config::{ConfigErrors, Location, ObjectUrl, Snapshot};
+use portcullis_config::{ConfigError, ConfigErrors, Location, ObjectUrl, Snapshot};
 use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 
 use self::summary::{summary, RestartOnly};
 use crate::revocation::{RevocationState, RevocationView};
+use crate::service;
 use crate::sources::{unix_seconds, RemoteSources};
 use crate::telemetry::Metrics;
 use crate::tls::TlsSnapshot;
@@ -184,6 +186,61 @@ impl Startup {
     pub fn into_parts(self) -> (TlsSnapshot, StartupText) {
         (self.tls, StartupText { toml: self.toml })
     }
+}
+
+impl Startup {
+    /// The [`fingerprint`] of this configuration (nothing written by an admin API yet).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        fingerprint(&self.toml, &self.tls.config, &[])
+    }
+}
+
+/// What a binary upgrade gives the new process so that the sessions this one issued stay
+/// resumable there: the ticket key of the live generation, its [`fingerprint`] and the
+/// revocation epoch (the session id context ends with it).
+#[derive(Clone)]
+pub struct SessionHandover {
+    /// The live generation's session ticket key.
+    pub ticket_key: [u8; crate::tls::ext::TICKET_KEYS_LEN],
+    /// The live generation's [`fingerprint`].
+    pub fingerprint: [u8; 32],
+    /// The revocation epoch.
+    pub epoch: u64,
+}
+
+impl std::fmt::Debug for SessionHandover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandover")
+            .field("fingerprint", &hex::encode(self.fingerprint))
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What decides whether a session issued under one generation may be resumed under another
+/// (in the new process of a binary upgrade): the configuration text and the SHA-256 of every
+/// file and object it read (for a store file the admin API wrote since, of what it wrote).
+/// Equal fingerprints mean the same sites, policies, trust anchors and revocation data.
+pub fn fingerprint(toml: &str, config: &Snapshot, written: &[(PathBuf, [u8; 32])]) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        digest.update((bytes.len() as u64).to_be_bytes());
+        digest.update(bytes);
+    };
+    field(config.source.as_os_str().as_encoded_bytes());
+    field(toml.as_bytes());
+    for file in &config.files {
+        let current = match &file.location {
+            Location::File(path) => written
+                .iter()
+                .find(|(written, _)| written == path)
+                .map_or(file.sha256, |(_, digest)| *digest),
+            Location::Object(_) => file.sha256,
+        };
+        field(file.location.to_string().as_bytes());
+        field(&current);
+    }
+    digest.finalize().into()
 }
 
 /// Stages the configuration at `path` for start-up (and `portcullis check`): read, build,
@@ -346,10 +403,69 @@ impl ControlPlane {
     }
 
     /// Reloads now (SIGHUP, `POST /reload`): re-reads the configuration file, polls the object
-    /// URLs, then stage → build → validate → commit.
+    /// URLs, then stage → build → validate → commit. The service manager hears `RELOADING=1`
+    /// before and `READY=1` after (applied or refused, the process serves on).
     pub fn reload(&self, trigger: Trigger) -> Result<ReloadReport, ReloadRefused> {
         let mut state = self.lock_state();
-        self.reload_locked(&mut state, trigger)
+        if self.revocation.handed_over() {
+            return Err(self.handed_over(&state));
+        }
+        service::reloading();
+        let outcome = self.reload_locked(&mut state, trigger);
+        let status = match &outcome {
+            Ok(report) => format!("serving generation {}", report.generation),
+            Err(refused) => format!(
+                "serving generation {} (the last reload was refused)",
+                refused.generation
+            ),
+        };
+        service::ready(&status);
+        outcome
+    }
+
+    /// The refusal of every reload once this process handed over to a new binary.
+    fn handed_over(&self, state: &ControlState) -> ReloadRefused {
+        ReloadRefused {
+            generation: state.generation,
+            errors: ConfigErrors(vec![ConfigError {
+                file: self.config_path.clone(),
+                key: String::new(),
+                reason: "this process handed the service to a new binary and is draining; the new process reloads".into(),
+            }]),
+        }
+    }
+
+    /// Runs `hand_over` (a binary upgrade) with configuration changes held back: no reload
+    /// commits and no revocation change is made while it runs (they wait), so the new process
+    /// loads exactly the data of the live generation. `hand_over` gets what keeps sessions
+    /// resumable in the new process (None if the ticket key cannot be read) and answers
+    /// whether the new process took over; if it did, this process refuses every later change
+    /// (reloads and revocation changes belong to the new process).
+    pub fn hold_for_upgrade<R>(
+        &self,
+        hand_over: impl FnOnce(Option<SessionHandover>) -> (R, bool),
+    ) -> R {
+        let state = self.lock_state();
+        let writes = self.revocation.lock_writes();
+        let sessions = {
+            let live = self.shared.snapshot.load();
+            let written = live.revocation_view().written_files();
+            live.session_ticket_key()
+                .map_err(|error| tracing::warn!(%error, "cannot read the session ticket key; sessions are not resumed across the upgrade"))
+                .ok()
+                .map(|ticket_key| SessionHandover {
+                    ticket_key,
+                    fingerprint: fingerprint(&state.toml, &live.config, &written),
+                    epoch: self.revocation.epoch(),
+                })
+        };
+        let (result, taken) = hand_over(sessions);
+        if taken {
+            self.revocation.hand_over(&writes);
+        }
+        drop(writes);
+        drop(state);
+        result
     }
 
     /// Reloads if a watched file's contents changed (anything but what the admin API wrote
@@ -370,6 +486,9 @@ impl ControlPlane {
         state: &mut ControlState,
         trigger: Trigger,
     ) -> Result<ReloadReport, ReloadRefused> {
+        if self.revocation.handed_over() {
+            return Err(self.handed_over(state));
+        }
         let toml = if trigger.rereads_config() {
             match portcullis_config::read_config(&self.config_path) {
                 Ok(toml) => toml,

@@ -26,6 +26,10 @@ pub enum RevocationError {
         /// The object URL it is read from.
         url: String,
     },
+    /// This process handed the service to a new binary (upgrade) and is draining: the new
+    /// process owns the stores.
+    #[error("this process handed the service to a new binary and is draining; send the change again (it reaches the new process)")]
+    HandedOver,
     /// The store file could not be written; memory was left unchanged.
     #[error("cannot write revocation store file {}: {source}", path.display())]
     Persist {
@@ -40,13 +44,14 @@ pub enum RevocationError {
 impl RevocationError {
     /// The HTTP status an admin API should answer with: 404 for an unknown
     /// store, 400 for invalid input, 409 for a read-only store, 500 when
-    /// persisting failed.
+    /// persisting failed, 503 after a binary upgrade handed the service over.
     pub fn http_status(&self) -> u16 {
         match self {
             Self::UnknownStore(_) => 404,
             Self::InvalidSerial(_) | Self::InvalidValue(_) | Self::InvalidImport(_) => 400,
             Self::ReadOnly { .. } => 409,
             Self::Persist { .. } => 500,
+            Self::HandedOver => 503,
         }
     }
 }

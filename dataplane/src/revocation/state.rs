@@ -2,7 +2,7 @@
 //! epoch, and the admin mutations.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -39,6 +39,9 @@ pub struct RevocationState {
     freshness: Freshness,
     /// Bumped on revoke, import and publish.
     epoch: AtomicU64,
+    /// Set once this process handed the service to a new binary: mutations are refused (the
+    /// new process owns the store files from then on).
+    handed_over: AtomicBool,
 }
 
 /// Held while store mutations must wait (see [`RevocationState::lock_writes`]).
@@ -73,6 +76,7 @@ impl RevocationState {
             cache: VerdictCache::new(cache),
             freshness: Freshness::new(),
             epoch: AtomicU64::new(0),
+            handed_over: AtomicBool::new(false),
         })
     }
 
@@ -182,6 +186,25 @@ impl RevocationState {
         self.cache.insert(key, entry);
         local_cache::put(key, verdict.clone(), version);
         verdict
+    }
+
+    /// Continues the epoch of the process this one replaces (binary upgrade), whose live data
+    /// this process loaded unchanged: sessions it issued under that epoch stay resumable here.
+    /// Only before the workers start.
+    pub fn continue_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    /// Refuses every later mutation (a binary upgrade handed the service to a new process,
+    /// which owns the store files from now on). Called with the writes lock held, so no
+    /// mutation is in progress; those waiting for the lock are refused.
+    pub fn hand_over(&self, _writes: &WritesLock<'_>) {
+        self.handed_over.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`RevocationState::hand_over`] was called.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::SeqCst)
     }
 
     /// The revocation epoch: bumped on every revoke, import and publish (not
@@ -306,6 +329,9 @@ impl RevocationState {
 
     /// The live store called `name`, if the admin API may change it.
     fn writable_store(&self, name: &str) -> Result<Arc<Store>, RevocationError> {
+        if self.handed_over() {
+            return Err(RevocationError::HandedOver);
+        }
         let store = self.store(name)?;
         if !store.is_writable() {
             return Err(RevocationError::ReadOnly {

@@ -269,6 +269,23 @@ impl TlsSnapshot {
         })
     }
 
+    /// The session ticket key new tickets are encrypted with (shared with the process a
+    /// binary upgrade starts, so that tickets stay valid across it).
+    pub fn session_ticket_key(
+        &self,
+    ) -> Result<[u8; ext::TICKET_KEYS_LEN], boring::error::ErrorStack> {
+        ext::ticket_keys(&self.front)
+    }
+
+    /// Encrypts and decrypts session tickets with `key` (from the process this one replaces).
+    /// Only before the snapshot goes to the workers: BoringSSL swaps the key without a lock.
+    pub fn use_session_ticket_key(
+        &mut self,
+        key: &[u8; ext::TICKET_KEYS_LEN],
+    ) -> Result<(), boring::error::ErrorStack> {
+        ext::set_ticket_keys(&self.front, key)
+    }
+
     /// The revocation view this snapshot's sites check against.
     pub fn revocation_view(&self) -> &Arc<RevocationView> {
         &self.revocation

@@ -10,7 +10,7 @@ use std::ffi::{c_int, CStr};
 
 use boring::error::ErrorStack;
 use boring::pkey::{PKey, Private};
-use boring::ssl::{SslContextBuilder, SslRef, SslVerifyMode};
+use boring::ssl::{SslContextBuilder, SslContextRef, SslRef, SslVerifyMode};
 use boring::stack::Stack;
 use boring::x509::verify::X509VerifyFlags;
 use boring::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509VerifyError, X509};
@@ -370,6 +370,41 @@ pub(crate) fn set_connection_verify_algorithms(
 pub(crate) fn set_num_tickets(builder: &mut SslContextBuilder, tickets: usize) {
     // SAFETY: a valid SSL_CTX under construction.
     unsafe { boring_sys::SSL_CTX_set_num_tickets(builder.as_ptr(), tickets) };
+}
+
+/// Size of a context's session ticket key material: a 16-byte key name, a 16-byte HMAC key
+/// and a 16-byte AES key (`SSL_CTX_get_tlsext_ticket_keys`).
+pub const TICKET_KEYS_LEN: usize = 48;
+
+/// The session ticket key a context encrypts new tickets with (BoringSSL's current key,
+/// created if none was used yet). Safe to call while the context is in use.
+pub(crate) fn ticket_keys(ctx: &SslContextRef) -> Result<[u8; TICKET_KEYS_LEN], ErrorStack> {
+    let mut keys = [0u8; TICKET_KEYS_LEN];
+    // SAFETY: `ctx` is a valid SSL_CTX and `keys` has exactly the 48 bytes BoringSSL
+    // requires; BoringSSL takes the context's lock to read its current key.
+    cvt(unsafe {
+        boring_sys::SSL_CTX_get_tlsext_ticket_keys(
+            ctx.as_ptr(),
+            keys.as_mut_ptr().cast(),
+            keys.len(),
+        )
+    })?;
+    Ok(keys)
+}
+
+/// Makes a context encrypt and decrypt session tickets with `keys` (BoringSSL then no longer
+/// rotates them by itself). Only for a context no connection uses yet: BoringSSL replaces the
+/// key without its lock.
+pub(crate) fn set_ticket_keys(
+    ctx: &SslContextRef,
+    keys: &[u8; TICKET_KEYS_LEN],
+) -> Result<(), ErrorStack> {
+    // SAFETY: `ctx` is a valid SSL_CTX that no connection uses yet (the caller's contract);
+    // BoringSSL copies the 48 bytes.
+    cvt(unsafe {
+        boring_sys::SSL_CTX_set_tlsext_ticket_keys(ctx.as_ptr(), keys.as_ptr().cast(), keys.len())
+    })
+    .map(|_| ())
 }
 
 /// Whether BoringSSL holds decrypted or undecrypted input for this connection.

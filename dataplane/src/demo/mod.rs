@@ -6,13 +6,21 @@
 //! against an empty store that the admin API (a Unix socket in the demo directory) edits, and
 //! ships a second function ([`ORGANIZATION_FUNCTION`]) with a test event for
 //! `portcullis function test`.
+//!
+//! Not part of the data path: the whole folder (the PKI generator [`pki`], built on `rcgen`,
+//! and the echo origin [`origin`]) is behind the default cargo feature `demo`, so a packaged
+//! build (`--no-default-features`) leaves it and `rcgen` out. The end-to-end tests and the
+//! benchmarks use it as their fixture generator.
+
+pub mod origin;
+pub mod pki;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::demo_origin::DemoOrigin;
-use crate::pki::{
+use self::origin::DemoOrigin;
+use self::pki::{
     DemoPki, PkiError, CLIENT_CERT_FILE, CLIENT_KEY_FILE, EXPIRED_CLIENT_CERT_FILE,
     EXPIRED_CLIENT_KEY_FILE, ROOT_CA_FILE, UNKNOWN_CLIENT_CERT_FILE, UNKNOWN_CLIENT_KEY_FILE,
 };
@@ -20,9 +28,9 @@ use crate::telemetry::LeafFields;
 
 /// The connection function of CloudFront's viewer-mTLS announcement, byte for byte: denies a
 /// client whose serial is in the key-value store.
-pub const REVOCATION_FUNCTION: &str = include_str!("../functions/revocation.js");
+pub const REVOCATION_FUNCTION: &str = include_str!("../../functions/revocation.js");
 /// A second demo function: allows one organisation or a subject-alternative-name pattern.
-pub const ORGANIZATION_FUNCTION: &str = include_str!("../functions/organization.js");
+pub const ORGANIZATION_FUNCTION: &str = include_str!("../../functions/organization.js");
 /// Where the demo writes its functions, store and test event (relative to its directory).
 pub const REVOCATION_FUNCTION_FILE: &str = "functions/revocation.js";
 /// See [`ORGANIZATION_FUNCTION`].
