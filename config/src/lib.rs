@@ -14,6 +14,7 @@ mod admin;
 mod crl;
 mod duration;
 mod error;
+mod http2;
 mod load;
 pub mod logs;
 mod machine;
@@ -32,6 +33,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
+pub use http2::{AppProtocol, Http2Settings, DEFAULT_ALPN};
 pub use logs::{
     peek_diagnostics, DiagnosticsFormat, DiagnosticsSettings, LogDestination, LogFormat,
     LogSettings, LogStream, ACCESS_LOG_FIELDS, CONNECTION_LOG_FIELDS,

@@ -1320,3 +1320,49 @@ fn serial_normalisation_matches_crl_serials() {
     assert!(crate::normalize_serial("").is_err());
     assert_eq!(crate::serial_from_bytes(&1u64.to_be_bytes()), "1");
 }
+
+#[test]
+fn http2_defaults_and_site_alpn() {
+    let fx = Fixture::new();
+    let snap = fx.snapshot(&minimal("", "", ""));
+    assert_eq!(snap.server.http2, crate::Http2Settings::default());
+    assert_eq!(snap.server.http2.max_concurrent_streams, 128);
+    assert_eq!(snap.sites[0].alpn, crate::DEFAULT_ALPN.to_vec());
+
+    let only_h1 = fx.snapshot(&minimal("", "alpn = [\"http/1.1\"]", ""));
+    assert_eq!(only_h1.sites[0].alpn, vec![crate::AppProtocol::Http11]);
+    let server = "[server.http2]\nmax_concurrent_streams = 16\nstream_idle_timeout = \"2s\"\n";
+    let tuned = fx.snapshot(&minimal(server, "alpn = [\"http/1.1\", \"h2\"]", ""));
+    assert_eq!(tuned.server.http2.max_concurrent_streams, 16);
+    assert_eq!(
+        tuned.server.http2.stream_idle_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        tuned.sites[0].alpn,
+        vec![crate::AppProtocol::Http11, crate::AppProtocol::H2]
+    );
+}
+
+#[test]
+fn http2_mistakes_name_their_keys() {
+    let fx = Fixture::new();
+    let server = "[server.http2]\nmax_concurrent_streams = 0\nmax_header_list_size = 10\ninitial_stream_window = 1\nstream_idle_timeout = \"soon\"\nmax_control_frames_per_second = 1\n";
+    let errors = fx.errors(&minimal(server, "alpn = [\"h3\", \"h2\", \"h2\"]", ""));
+    for key in [
+        "server.http2.max_concurrent_streams",
+        "server.http2.max_header_list_size",
+        "server.http2.initial_stream_window",
+        "server.http2.stream_idle_timeout",
+        "server.http2.max_control_frames_per_second",
+        "site[0].alpn[0]",
+        "site[0].alpn[2]",
+    ] {
+        assert_eq!(find(&errors, key).file, fx.config_path());
+    }
+    assert_eq!(errors.len(), 7, "{errors}");
+    let empty = fx.errors(&minimal("", "alpn = []", ""));
+    find(&empty, "site[0].alpn");
+    let unknown = fx.errors(&minimal("[server.http2]\nbogus = 1\n", "", ""));
+    find(&unknown, "server.http2.bogus");
+}

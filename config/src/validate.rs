@@ -194,6 +194,7 @@ fn validate_server(raw: &RawServer, c: &mut Collector<'_>) -> ServerSettings {
         cpu_affinity,
         timeouts: validate_timeouts(&raw.timeouts, c),
         limits: validate_limits(&raw.limits, c),
+        http2: crate::http2::validate_http2(&raw.http2, c),
     }
 }
 
@@ -453,6 +454,7 @@ fn validate_site(
         .ok();
 
     let mtls = validate_mtls(&raw.mtls, &prefix, base_dir, stores, c);
+    let alpn = crate::http2::validate_alpn(raw.alpn.as_deref(), &format!("{prefix}.alpn"), c);
 
     let server_names = raw
         .server_names
@@ -471,6 +473,7 @@ fn validate_site(
         private_key_path: private_key_path?,
         private_key: private_key?,
         origin: origin?,
+        alpn,
         mtls: mtls?,
     })
 }

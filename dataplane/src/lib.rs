@@ -1,9 +1,10 @@
 //! Portcullis data plane: thread-per-core workers that terminate viewer mTLS with BoringSSL and
-//! proxy HTTP/1.1 to origins.
+//! proxy HTTP/1.1 and HTTP/2 viewers to HTTP/1.1 origins.
 //!
 //! Data flows one way: [`worker`] accepts, [`connection`] runs the TLS handshake under the
-//! site's policy ([`tls`]), [`proxy`] forwards requests to the origin ([`origin_pool`]) with
-//! the viewer-cert headers ([`viewer_cert`]).
+//! site's policy ([`tls`]), the ALPN-selected codec ([`http1`] or [`http2`]) reads requests
+//! and drives the protocol-neutral [`exchange`], which forwards each to the origin
+//! ([`origin_pool`]) with the viewer-cert headers ([`viewer_cert`]).
 
 pub mod admin;
 pub mod admin_backend;
@@ -11,11 +12,13 @@ pub mod buffer_pool;
 pub mod connection;
 pub mod demo;
 pub mod demo_origin;
+pub mod exchange;
 pub mod http;
+pub mod http1;
+pub mod http2;
 pub mod notify;
 pub mod origin_pool;
 pub mod pki;
-pub mod proxy;
 pub mod revocation;
 pub mod run;
 pub mod server;

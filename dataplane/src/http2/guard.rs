@@ -1,0 +1,330 @@
+//! Abuse detection below the HTTP/2 codec: a scanner of the frame headers the viewer sends.
+//!
+//! `h2` itself refuses streams beyond the concurrency limit, answers oversized header lists
+//! with 431, ends the connection on CONTINUATION floods and HPACK bombs, and bounds pending
+//! resets. What it does not bound is cheap-to-send frames it answers or absorbs without the
+//! application seeing them: PING and SETTINGS floods (each asks for an acknowledgement),
+//! PRIORITY, RST_STREAM and empty DATA frames, and the rapid-reset pattern (CVE-2023-44487:
+//! streams opened and reset at once, each of which starts an origin request here). The
+//! scanner reads every frame header on its way to the codec (9 bytes each; payloads are
+//! skipped unread) and trips when:
+//!
+//! - control frames (non-ACK PING and SETTINGS, PRIORITY, RST_STREAM, empty DATA without
+//!   END_STREAM) exceed `max_control_frames_per_second` within a second;
+//! - RST_STREAM frames exceed `max_early_resets` and are more than half of the HEADERS frames
+//!   (streams opened).
+//!
+//! The connection then answers GOAWAY with ENHANCE_YOUR_CALM and closes.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The client connection preface (RFC 9113 section 3.4), which precedes the first frame.
+const PREFACE_LEN: usize = 24;
+const FRAME_HEADER_LEN: usize = 9;
+
+/// Frame types (RFC 9113 section 6).
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
+/// ACK flag of SETTINGS and PING; END_STREAM flag of DATA.
+const FLAG_ACK_OR_END: u8 = 0x1;
+
+/// Why the guard tripped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abuse {
+    /// More control frames per second than allowed; the kind sent most in the window.
+    ControlFlood(&'static str),
+    /// Streams reset by the viewer as fast as it opens them.
+    RapidReset {
+        /// RST_STREAM frames received.
+        resets: u64,
+        /// HEADERS frames received.
+        opened: u64,
+    },
+}
+
+impl std::fmt::Display for Abuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Abuse::ControlFlood(kind) => write!(f, "{kind} flood"),
+            Abuse::RapidReset { resets, opened } => {
+                write!(
+                    f,
+                    "rapid reset ({resets} resets for {opened} streams opened)"
+                )
+            }
+        }
+    }
+}
+
+/// Limits of the guard.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardLimits {
+    /// Control frames allowed per second.
+    pub control_per_second: u32,
+    /// Resets allowed before the rapid-reset ratio applies.
+    pub early_resets: u32,
+}
+
+#[derive(Debug, Default)]
+struct Scan {
+    preface_left: usize,
+    payload_left: usize,
+    header: [u8; FRAME_HEADER_LEN],
+    header_len: usize,
+    window_start: Option<Instant>,
+    control: u32,
+    /// Per kind within the window: PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA.
+    kinds: [u32; 5],
+    opened: u64,
+    resets: u64,
+}
+
+/// The frame scanner of one connection.
+#[derive(Debug)]
+pub struct FrameGuard {
+    limits: GuardLimits,
+    scan: RefCell<Scan>,
+    tripped: Cell<Option<Abuse>>,
+}
+
+impl FrameGuard {
+    /// A guard for a connection whose preface has not been read yet.
+    pub fn new(limits: GuardLimits) -> Self {
+        Self {
+            limits,
+            scan: RefCell::new(Scan {
+                preface_left: PREFACE_LEN,
+                ..Scan::default()
+            }),
+            tripped: Cell::new(None),
+        }
+    }
+
+    /// Why the guard tripped, if it did.
+    pub fn tripped(&self) -> Option<Abuse> {
+        self.tripped.get()
+    }
+
+    /// Scans bytes the viewer sent, in order.
+    pub fn scan(&self, mut bytes: &[u8]) {
+        let mut scan = self.scan.borrow_mut();
+        while !bytes.is_empty() && self.tripped.get().is_none() {
+            if scan.preface_left > 0 {
+                let n = scan.preface_left.min(bytes.len());
+                scan.preface_left -= n;
+                bytes = &bytes[n..];
+            } else if scan.payload_left > 0 {
+                let n = scan.payload_left.min(bytes.len());
+                scan.payload_left -= n;
+                bytes = &bytes[n..];
+            } else {
+                let at = scan.header_len;
+                let n = (FRAME_HEADER_LEN - at).min(bytes.len());
+                scan.header[at..at + n].copy_from_slice(&bytes[..n]);
+                scan.header_len += n;
+                bytes = &bytes[n..];
+                if scan.header_len == FRAME_HEADER_LEN {
+                    scan.header_len = 0;
+                    let h = scan.header;
+                    let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                    scan.payload_left = len;
+                    if let Some(abuse) = self.frame(&mut scan, h[3], h[4], len) {
+                        self.tripped.set(Some(abuse));
+                    }
+                }
+            }
+        }
+    }
+
+    fn frame(&self, scan: &mut Scan, kind: u8, flags: u8, len: usize) -> Option<Abuse> {
+        let control = match kind {
+            PING if flags & FLAG_ACK_OR_END == 0 => 0,
+            SETTINGS if flags & FLAG_ACK_OR_END == 0 => 1,
+            PRIORITY => 2,
+            RST_STREAM => {
+                scan.resets += 1;
+                if scan.resets > u64::from(self.limits.early_resets)
+                    && scan.resets * 2 > scan.opened
+                {
+                    return Some(Abuse::RapidReset {
+                        resets: scan.resets,
+                        opened: scan.opened,
+                    });
+                }
+                3
+            }
+            DATA if len == 0 && flags & FLAG_ACK_OR_END == 0 => 4,
+            HEADERS => {
+                scan.opened += 1;
+                return None;
+            }
+            _ => return None,
+        };
+        if scan.control == 0 {
+            // One clock read per window, not per frame.
+            scan.window_start = Some(Instant::now());
+        }
+        scan.kinds[control] += 1;
+        scan.control += 1;
+        if scan.control <= self.limits.control_per_second {
+            return None;
+        }
+        let now = Instant::now();
+        let start = scan.window_start.unwrap_or(now);
+        if now.duration_since(start) >= Duration::from_secs(1) {
+            scan.window_start = Some(now);
+            scan.control = 1;
+            scan.kinds = [0; 5];
+            scan.kinds[control] = 1;
+            return None;
+        }
+        const NAMES: [&str; 5] = ["PING", "SETTINGS", "PRIORITY", "RST_STREAM", "empty DATA"];
+        let most = (0..5).max_by_key(|&i| scan.kinds[i]).unwrap_or(0);
+        Some(Abuse::ControlFlood(NAMES[most]))
+    }
+}
+
+/// The viewer's stream as the codec reads it: every byte read passes the [`FrameGuard`].
+/// Once the guard tripped, nothing more is read (the connection answers GOAWAY and closes).
+#[derive(Debug)]
+pub struct GuardedIo<T> {
+    inner: T,
+    guard: Rc<FrameGuard>,
+}
+
+impl<T> GuardedIo<T> {
+    /// Scans what `inner` reads with `guard`.
+    pub fn new(inner: T, guard: Rc<FrameGuard>) -> Self {
+        Self { inner, guard }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.guard.tripped().is_some() {
+            // The connection task sees the trip in the same poll and shuts the codec down.
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if read.is_ready() {
+            this.guard.scan(&buf.filled()[before..]);
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            1,
+        ];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn guard(control: u32, resets: u32) -> FrameGuard {
+        let g = FrameGuard::new(GuardLimits {
+            control_per_second: control,
+            early_resets: resets,
+        });
+        g.scan(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        g
+    }
+
+    #[test]
+    fn ping_flood_trips_and_acks_do_not() {
+        let g = guard(10, 100);
+        let acks: Vec<u8> = (0..50).flat_map(|_| frame(PING, 1, &[0; 8])).collect();
+        g.scan(&acks);
+        assert_eq!(g.tripped(), None);
+        let pings: Vec<u8> = (0..11).flat_map(|_| frame(PING, 0, &[0; 8])).collect();
+        // Fed one byte at a time: headers split across reads are reassembled.
+        for b in pings {
+            g.scan(&[b]);
+        }
+        assert_eq!(g.tripped(), Some(Abuse::ControlFlood("PING")));
+    }
+
+    #[test]
+    fn settings_and_empty_data_count_but_payload_bytes_do_not() {
+        let g = guard(10, 100);
+        // A DATA payload that looks like PING headers is skipped, not scanned.
+        let fake: Vec<u8> = (0..20).flat_map(|_| frame(PING, 0, &[0; 8])).collect();
+        g.scan(&frame(DATA, 0, &fake));
+        assert_eq!(g.tripped(), None);
+        let settings: Vec<u8> = (0..6).flat_map(|_| frame(SETTINGS, 0, &[])).collect();
+        let empty: Vec<u8> = (0..5).flat_map(|_| frame(DATA, 0, &[])).collect();
+        g.scan(&settings);
+        g.scan(&empty);
+        assert_eq!(g.tripped(), Some(Abuse::ControlFlood("SETTINGS")));
+    }
+
+    #[test]
+    fn rapid_reset_trips_and_normal_cancels_do_not() {
+        let g = guard(100_000, 10);
+        // Many streams, a few cancelled: fine.
+        for _ in 0..100 {
+            g.scan(&frame(HEADERS, 5, &[0x82]));
+        }
+        for _ in 0..20 {
+            g.scan(&frame(RST_STREAM, 0, &[0, 0, 0, 8]));
+        }
+        assert_eq!(g.tripped(), None);
+        let g = guard(100_000, 10);
+        for _ in 0..11 {
+            g.scan(&frame(HEADERS, 5, &[0x82]));
+            g.scan(&frame(RST_STREAM, 0, &[0, 0, 0, 8]));
+        }
+        assert!(matches!(
+            g.tripped(),
+            Some(Abuse::RapidReset { resets: 11, .. })
+        ));
+    }
+}
