@@ -43,8 +43,9 @@ pub struct Http2Settings {
     /// Streams a viewer may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS; default 128,
     /// 1..=1000). More are refused with REFUSED_STREAM.
     pub max_concurrent_streams: u32,
-    /// Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE; default 32768,
-    /// 1024..=1048576). Larger gets 431; far larger (an HPACK bomb) ends the connection.
+    /// Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE; default
+    /// `server.limits.max_header_bytes`, 1024..=1048576). Larger gets 431; more than four
+    /// times larger (an HPACK bomb) ends the connection.
     pub max_header_list_size: u32,
     /// Flow-control window of each request stream (default 262144, 65535..=16777215): the
     /// most request body a stream buffers before the origin takes it.
@@ -68,7 +69,7 @@ impl Default for Http2Settings {
     fn default() -> Self {
         Self {
             max_concurrent_streams: 128,
-            max_header_list_size: 32768,
+            max_header_list_size: 16384,
             initial_stream_window: 262_144,
             initial_connection_window: 1_048_576,
             stream_idle_timeout: Duration::from_secs(30),
@@ -91,8 +92,15 @@ pub(crate) struct RawHttp2 {
     pub(crate) max_control_frames_per_second: Option<i64>,
 }
 
-pub(crate) fn validate_http2(raw: &RawHttp2, c: &mut Collector<'_>) -> Http2Settings {
-    let d = Http2Settings::default();
+pub(crate) fn validate_http2(
+    raw: &RawHttp2,
+    max_header_bytes: usize,
+    c: &mut Collector<'_>,
+) -> Http2Settings {
+    let d = Http2Settings {
+        max_header_list_size: u32::try_from(max_header_bytes).unwrap_or(16384),
+        ..Http2Settings::default()
+    };
     let mut int = |name: &str, value: Option<i64>, min: i64, max: i64, default: u32| -> u32 {
         let Some(v) = value else { return default };
         if (min..=max).contains(&v) {

@@ -188,13 +188,14 @@ fn validate_server(raw: &RawServer, c: &mut Collector<'_>) -> ServerSettings {
             .collect()
     });
 
+    let limits = validate_limits(&raw.limits, c);
     ServerSettings {
         listen,
         workers,
         cpu_affinity,
         timeouts: validate_timeouts(&raw.timeouts, c),
-        limits: validate_limits(&raw.limits, c),
-        http2: crate::http2::validate_http2(&raw.http2, c),
+        http2: crate::http2::validate_http2(&raw.http2, limits.max_header_bytes, c),
+        limits,
     }
 }
 

@@ -219,11 +219,13 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
+    /// A canned answer of the proxy's own: complete as a response (HTTP/1.1 closes the
+    /// connection after it all the same: its viewer's `refuse` says so).
     fn refused(status: Status) -> Self {
         Self {
             status,
             origin: None,
-            complete: false,
+            complete: true,
         }
     }
 }

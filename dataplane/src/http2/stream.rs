@@ -102,6 +102,14 @@ async fn check_and_forward(
         viewer.refuse(status).await?;
         return Ok(refused(status));
     }
+    if parts.headers.len() > x.server.limits.max_header_count {
+        tracing::info!(
+            count = parts.headers.len(),
+            "HTTP/2 request refused: more header fields than max_header_count"
+        );
+        viewer.refuse(Status::HEADER_FIELDS_TOO_LARGE).await?;
+        return Ok(refused(Status::HEADER_FIELDS_TOO_LARGE));
+    }
     let mut bufs = ExchangeBuffers::new(x.buffers);
     bufs.acquire();
     let has_body = !viewer.recv.is_end_stream();

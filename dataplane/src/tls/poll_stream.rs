@@ -252,7 +252,11 @@ impl AsyncWrite for TlsPollStream {
         if !this.send_failed {
             ready!(this.poll_send(cx))?;
         }
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        match ready!(Pin::new(&mut this.io).poll_shutdown(cx)) {
+            // The viewer closed first: nothing left to shut down.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            done => Poll::Ready(done),
+        }
     }
 }
 
