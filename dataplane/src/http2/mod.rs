@@ -38,7 +38,8 @@ const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
 /// What ended the connection loop.
 enum Event {
-    Stream(http::Request<RecvStream>, SendResponse<Bytes>),
+    /// A new stream (boxed: the request and its handle are large).
+    Stream(Box<(http::Request<RecvStream>, SendResponse<Bytes>)>),
     Closed(Option<h2::Error>),
     Abuse(Abuse),
     Drain,
@@ -57,7 +58,8 @@ pub async fn serve(
 ) -> Option<Rc<ByteCounts>> {
     let stream = match tls.into_poll() {
         Ok(stream) => stream,
-        Err((e, mut tls)) => {
+        Err(failed) => {
+            let (e, mut tls) = *failed;
             tracing::error!(error = %e, "cannot hand the connection to the HTTP/2 codec; closing");
             let _ = tls.shutdown().await;
             return None;
@@ -105,7 +107,7 @@ async fn run(mut conn: Connection, x: &Exchange<'_>, settings: &Http2Settings, g
             while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
             match conn.poll_accept(cx) {
                 Poll::Ready(Some(Ok((request, respond)))) => {
-                    return Poll::Ready(Event::Stream(request, respond))
+                    return Poll::Ready(Event::Stream(Box::new((request, respond))))
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Closed(Some(e))),
                 Poll::Ready(None) => return Poll::Ready(Event::Closed(None)),
@@ -127,7 +129,8 @@ async fn run(mut conn: Connection, x: &Exchange<'_>, settings: &Http2Settings, g
         })
         .await;
         match event {
-            Event::Stream(request, respond) => {
+            Event::Stream(stream) => {
+                let (request, respond) = *stream;
                 idle_armed = false;
                 streams.push(Box::pin(stream::serve(
                     x,

@@ -131,7 +131,25 @@ async fn check_and_forward(
     x.observer.add_origin_header(&mut bufs.head);
     viewer.chunked = info.framing == BodyFraming::Chunked;
     viewer.body_done = !has_body;
-    let replayable = !has_body && info.idempotent;
+    // A small body of an idempotent request is read whole before the origin is contacted, so
+    // the request can be sent again after a reused origin connection failed (as for
+    // HTTP/1.1, where such a body arrives with the head).
+    if let (true, BodyFraming::ContentLength(n)) = (info.idempotent, info.framing) {
+        let room = exchange::BODY_BUFFER.saturating_sub(bufs.head.len());
+        if usize::try_from(n).is_ok_and(|n| n <= room) {
+            while !viewer.body_done {
+                let got = match viewer.request_body(&mut bufs.body).await? {
+                    Ok(got) => got,
+                    Err(status) => {
+                        viewer.refuse(status).await?;
+                        return Ok(refused(status));
+                    }
+                };
+                bufs.head.extend_from_slice(&bufs.body[..got]);
+            }
+        }
+    }
+    let replayable = viewer.body_done && info.idempotent;
     exchange::forward(viewer, x, &mut bufs, replayable, info.is_head).await
 }
 

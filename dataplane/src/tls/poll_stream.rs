@@ -296,12 +296,12 @@ impl SharedTlsPollStream {
     }
 
     /// Closes the session (close_notify unless a send failed) and drains what the viewer
-    /// still sends for at most `linger`. Call once the codec has let go of the stream.
-    pub async fn close(&self, linger: Duration) {
-        let Ok(mut stream) = self.0.try_borrow_mut() else {
-            return;
-        };
-        stream.linger_close(linger).await;
+    /// still sends for at most `linger`, once the codec has let go of the stream (while it
+    /// still holds it, the socket simply closes when both are dropped).
+    pub async fn close(self, linger: Duration) {
+        if let Ok(stream) = Rc::try_unwrap(self.0) {
+            stream.into_inner().linger_close(linger).await;
+        }
     }
 }
 

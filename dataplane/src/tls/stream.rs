@@ -523,7 +523,7 @@ impl TlsStream<monoio::net::TcpStream> {
     /// `AsyncWrite`, for the HTTP/2 codec): the socket becomes a readiness-driven one and the
     /// BoringSSL session with its ciphertext buffers moves over as it is, so nothing read or
     /// queued is lost. Fails (returning the stream) when the socket cannot change mode.
-    pub fn into_poll(self) -> Result<super::poll_stream::TlsPollStream, (io::Error, Self)> {
+    pub fn into_poll(self) -> Result<super::poll_stream::TlsPollStream, Box<(io::Error, Self)>> {
         let Self {
             ssl,
             transport,
@@ -541,7 +541,7 @@ impl TlsStream<monoio::net::TcpStream> {
                 (bytes_in, bytes_out),
                 send_failed,
             )),
-            Err((e, transport)) => Err((
+            Err((e, transport)) => Err(Box::new((
                 e,
                 Self {
                     ssl,
@@ -552,7 +552,7 @@ impl TlsStream<monoio::net::TcpStream> {
                     bytes_out,
                     send_failed,
                 },
-            )),
+            ))),
         }
     }
 }
