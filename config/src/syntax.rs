@@ -103,10 +103,11 @@ fn key_at(source: &str, offset: usize, message: &str) -> String {
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
+    match (prefix.is_empty(), key.is_empty()) {
+        (true, true) => DOCUMENT_KEY.to_owned(),
+        (true, false) => key.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix}.{key}"),
     }
 }
 
@@ -218,6 +219,15 @@ mod tests {
         let e = error_for(source);
         assert_eq!(e.key, "site[0].origin");
         assert!(e.reason.contains("missing field"), "{}", e.reason);
+    }
+
+    #[test]
+    fn a_line_without_a_key_is_reported_on_the_document() {
+        // Found by the config fuzz target: `= [...]` has no key to name.
+        let e = error_for("=[\u{1}\0\0\0\0\0\0\0e");
+        assert_eq!(e.key, DOCUMENT_KEY);
+        let e = error_for("[server]\n= 1\n");
+        assert_eq!(e.key, "server");
     }
 
     #[test]
