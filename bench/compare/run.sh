@@ -13,6 +13,10 @@
 #   HS_THREADS=4         load-generator threads in handshake mode
 #   KA_CONNS=16          keep-alive connections (keepalive and rate modes)
 #   SERVER_CPU=0 CLIENT_CPU=1
+#   ORIGIN_CPU=$SERVER_CPU  the shared nginx origin: with the server by default, so the load
+#                        generator has its CPU alone and keeps its schedule (on CLIENT_CPU the
+#                        origin and the generator fight for one core and the fixed-rate tail
+#                        measures that fight)
 #   SKIP_BUILD=1         use the binaries already in $CARGO_TARGET_DIR/release
 #   OUT_DIR=bench/results
 #   KEEP_WORK=1          keep the temporary directory (configs, logs, raw JSON)
@@ -20,6 +24,10 @@
 #   RATE_REPEATS=3       fixed-rate runs per server (HTTP/1.1 and HTTP/2); the report gives
 #                        the median p99 of the valid ones and their spread
 #   H2_CONNS=16 H2_STREAMS=10   h2load connections and concurrent streams per connection
+#   H2_RATE_STREAMS=100  concurrent streams per connection in the fixed-rate runs (never the
+#                        limit, so h2load's sends do not wait for the server's answers)
+#   BENCH_NICE=-15       nice value of the servers, the origin and the load generators (the
+#                        machine is shared: other processes must not preempt them); 0 to keep
 #   LAG_P99_MS=0.5 LAG_MAX_MS=5 a fixed-rate run whose load generator saw requests due this
 #                        late (p99 / max of its own schedule lag) is marked invalid
 set -euo pipefail
@@ -44,11 +52,16 @@ HS_THREADS=${HS_THREADS:-4}
 KA_CONNS=${KA_CONNS:-16}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
 OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
 TESTS=" ${TESTS:-handshake resume keepalive rate idle h2 h2rate} "
 RATE_REPEATS=${RATE_REPEATS:-3}
 H2_CONNS=${H2_CONNS:-16}
 H2_STREAMS=${H2_STREAMS:-10}
+H2_RATE_STREAMS=${H2_RATE_STREAMS:-100}
+BENCH_NICE=${BENCH_NICE:--15}
+# "${PIN[@]}" CPU COMMAND...: pinned to CPU, at BENCH_NICE.
+PIN=(nice -n "$BENCH_NICE" taskset -c)
 export LAG_P99_MS=${LAG_P99_MS:-0.5} LAG_MAX_MS=${LAG_MAX_MS:-5}
 want() { [[ $TESTS == *" $1 "* ]]; }
 DATE=$(date +%F)
@@ -190,7 +203,7 @@ nginx_http_common() {
 EOF
 }
 
-# ---------------------------------------------------------------- origin (shared, on CLIENT_CPU)
+# ---------------------------------------------------------------- origin (shared, on ORIGIN_CPU)
 start_origin() {
   local dir=$WORK/origin
   mkdir -p "$dir/logs"
@@ -210,17 +223,17 @@ $(nginx_http_common "$dir")
   }
 }
 EOF
-  taskset -c "$CLIENT_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+  "${PIN[@]}" "$ORIGIN_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
     >"$dir/logs/stdout.log" 2>&1 &
   ORIGIN_PID=$!
   STARTED+=("$ORIGIN_PID")
   wait_port "$ORIGIN_PORT" "$ORIGIN_PID" 10 || die "origin nginx did not start: $(cat "$dir/logs/"*)"
-  log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (CPU $CLIENT_CPU)"
+  log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (CPU $ORIGIN_CPU)"
 }
 
 # ---------------------------------------------------------------- the three servers
 # Same for all: server.pem (leaf + intermediate), trust.pem (root), required client
-# certificate, verify depth 4, TLS 1.3 only, X25519, ALPN http/1.1, one worker, keep-alive
+# certificate, verify depth 4, TLS 1.3 only, X25519, ALPN h2 and http/1.1, one worker, keep-alive
 # upstream to the origin, X-Forwarded-For/-Proto and four client-certificate headers.
 write_nginx() { # DIR PKI PORT
   local dir=$1 pki=$2 port=$3
@@ -350,16 +363,16 @@ start_server() { # start_server NAME VARIANT
   case $name in
     nginx)
       write_nginx "$dir" "$pki" "$SERVER_PORT"
-      taskset -c "$SERVER_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+      "${PIN[@]}" "$SERVER_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
         >"$dir/logs/stdout.log" 2>&1 &
       ;;
     haproxy)
       write_haproxy "$dir" "$pki" "$SERVER_PORT"
-      taskset -c "$SERVER_CPU" haproxy -db -f "$dir/haproxy.cfg" >"$dir/logs/stdout.log" 2>&1 &
+      "${PIN[@]}" "$SERVER_CPU" haproxy -db -f "$dir/haproxy.cfg" >"$dir/logs/stdout.log" 2>&1 &
       ;;
     portcullis)
       write_portcullis "$dir" "$pki" "$SERVER_PORT"
-      taskset -c "$SERVER_CPU" "$BIN/portcullis" run --config "$dir/portcullis.toml" \
+      "${PIN[@]}" "$SERVER_CPU" "$BIN/portcullis" run --config "$dir/portcullis.toml" \
         >"$dir/logs/stdout.log" 2>"$dir/logs/stderr.log" &
       ;;
     *) die "unknown server $name" ;;
@@ -390,7 +403,7 @@ lt() {
   mapfile -t pids < <(server_pids "$SERVER_PID")
   t0=$(cpu_ticks "${pids[@]}")
   w0=$(date +%s.%N)
-  timeout --kill-after=5 "$RUN_LIMIT" taskset -c "$CLIENT_CPU" "$BIN/portcullis-loadtest" "$mode" \
+  timeout --kill-after=5 "$RUN_LIMIT" "${PIN[@]}" "$CLIENT_CPU" "$BIN/portcullis-loadtest" "$mode" \
     --target "127.0.0.1:$SERVER_PORT" --sni localhost --ca "$pki/root-ca.pem" --certs "$pki/certs" \
     --no-progress --json --max-errors 1000000 "$@" >"$RAW/$tag.json" 2>"$RAW/$tag.stderr" || rc=$?
   w1=$(date +%s.%N)
@@ -421,14 +434,17 @@ PY
 h2() {
   local tag=$1 variant=$2
   shift 2
-  local pki=$WORK/pki-$variant pids t0 t1 w0 w1 rc=0 target=0
-  [[ ${1:-} == --rps ]] && target=$(($2 * H2_CONNS))
+  local pki=$WORK/pki-$variant pids t0 t1 w0 w1 rc=0 target=0 streams=$H2_STREAMS
+  if [[ ${1:-} == --rps ]]; then
+    target=$(($2 * H2_CONNS))
+    streams=$H2_RATE_STREAMS
+  fi
   mapfile -t pids < <(server_pids "$SERVER_PID")
   t0=$(cpu_ticks "${pids[@]}")
   w0=$(date +%s.%N)
   H2LOAD_CLIENT_CERT=$pki/certs/client-0.pem H2LOAD_CLIENT_KEY=$pki/certs/client-0.key \
-    H2LOAD_SHIM_DIR=$WORK/shim timeout --kill-after=5 "$RUN_LIMIT" taskset -c "$CLIENT_CPU" \
-    "$ROOT/loadtest/h2load-client-cert/run.sh" -c "$H2_CONNS" -m "$H2_STREAMS" \
+    H2LOAD_SHIM_DIR=$WORK/shim timeout --kill-after=5 "$RUN_LIMIT" "${PIN[@]}" "$CLIENT_CPU" \
+    "$ROOT/loadtest/h2load-client-cert/run.sh" -c "$H2_CONNS" -m "$streams" \
     --warm-up-time=1 -D "$BENCH_SECS" --log-file="$RAW/$tag.log" "$@" \
     "--connect-to=127.0.0.1:$SERVER_PORT" "https://localhost:$SERVER_PORT/" \
     >"$RAW/$tag.stdout" 2>"$RAW/$tag.stderr" || rc=$?
@@ -507,7 +523,7 @@ json.dump({
     "openssl": sh("openssl version"),
     "bench_secs": $BENCH_SECS, "idle_conns": $IDLE_CONNS, "client_certs": $CLIENT_CERTS,
     "hs_threads": $HS_THREADS, "ka_conns": $KA_CONNS, "h2_conns": $H2_CONNS, "h2_streams": $H2_STREAMS, "rate_repeats": $RATE_REPEATS, "tests": "$TESTS".strip(),
-    "server_cpu": $SERVER_CPU, "client_cpu": $CLIENT_CPU,
+    "server_cpu": $SERVER_CPU, "client_cpu": $CLIENT_CPU, "origin_cpu": $ORIGIN_CPU, "nice": $BENCH_NICE, "h2_rate_streams": $H2_RATE_STREAMS,
     "loadavg_start": open("/proc/loadavg").read().strip(),
 }, open(sys.argv[1], "w"), indent=1)
 PY
