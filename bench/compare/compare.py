@@ -25,7 +25,7 @@ from html import escape
 
 SERVER_ORDER = ["nginx", "haproxy", "portcullis"]
 LAG_P99_MS = float(os.environ.get("LAG_P99_MS", "0.5"))
-LAG_MAX_MS = float(os.environ.get("LAG_MAX_MS", "5"))
+LAG_MAX_MS = float(os.environ.get("LAG_MAX_MS", "10"))
 FIXED_RATE = ("rate", "h2rate")
 TEST_ORDER = ["handshake", "resume", "keepalive", "rate", "h2", "h2rate"]
 

@@ -40,6 +40,15 @@ max_header_count = 50
 max_connections_per_worker = 123
 min_request_body_rate = 2048
 
+[server.http2]
+max_concurrent_streams = 64
+max_header_list_size = 20000
+initial_stream_window = 100000
+initial_connection_window = 2000000
+stream_idle_timeout = "5s"
+max_early_resets = 50
+max_control_frames_per_second = 500
+
 [admin]
 listen = "127.0.0.1:9901"
 token_file = "admin.token"
@@ -59,6 +68,7 @@ server_names = ["Localhost", "*.example.com"]
 certificate = "certs/server.pem"
 private_key = "certs/server.key"
 origin = "http://127.0.0.1:8080/"
+alpn = ["http/1.1"]
 
 [site.mtls]
 mode = "required"
@@ -310,6 +320,18 @@ fn example_config_loads_every_key() {
     assert_eq!(server.limits.max_header_bytes, 32768);
     assert_eq!(server.limits.max_header_count, 50);
     assert_eq!(server.limits.max_connections_per_worker, 123);
+    assert_eq!(
+        server.http2,
+        crate::Http2Settings {
+            max_concurrent_streams: 64,
+            max_header_list_size: 20000,
+            initial_stream_window: 100_000,
+            initial_connection_window: 2_000_000,
+            stream_idle_timeout: Duration::from_secs(5),
+            max_early_resets: 50,
+            max_control_frames_per_second: 500,
+        }
+    );
 
     assert_eq!(snap.sites.len(), 2);
     assert_eq!(snap.default_site, 1);
@@ -318,6 +340,8 @@ fn example_config_loads_every_key() {
     assert_eq!(site.name, "example");
     assert_eq!(site.key_prefix, "site[0]");
     assert_eq!(site.server_names, vec!["localhost", "*.example.com"]);
+    assert_eq!(site.alpn, vec![crate::AppProtocol::Http11]);
+    assert_eq!(snap.sites[1].alpn, crate::DEFAULT_ALPN.to_vec());
     assert!(!site.is_default);
     assert_eq!(site.certificate_path, fx.path("certs/server.pem"));
     assert_eq!(site.certificate_chain.len(), 2);
