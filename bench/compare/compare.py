@@ -445,7 +445,7 @@ def main():
         md += [f"## {title}", ""]
         if v["rate"]:
             md += [f"Fixed rate for the HTTP/1.1 p99 column: {v['rate']['rate']:,} requests/s "
-                   f"(50 % of {v['rate']['from']}'s keep-alive saturation rate), {facts.get('ka_conns', '?')} connections; "
+                   f"({100 * v['rate'].get('fraction', 0.5):.0f} % of {v['rate']['from']}'s keep-alive saturation rate), {facts.get('ka_conns', '?')} connections; "
                    "latency from the intended send time (coordinated-omission corrected). A run counts only "
                    f"if the load generator kept its own schedule (schedule lag p99 ≤ {LAG_P99_MS} ms and "
                    f"max ≤ {LAG_MAX_MS} ms); the column gives the median p99 of the valid runs, "
@@ -453,7 +453,7 @@ def main():
         if v.get("h2rate"):
             md += [f"HTTP/2 rows: stock h2load (client certificate through `loadtest/h2load-client-cert`), "
                    f"{facts.get('h2_conns', '?')} connections × {facts.get('h2_streams', '?')} streams. "
-                   f"Fixed rate {v['h2rate']['rate']:,} requests/s (50 % of {v['h2rate']['from']}'s HTTP/2 "
+                   f"Fixed rate {v['h2rate']['rate']:,} requests/s ({100 * v['h2rate'].get('fraction', 0.5):.0f} % of {v['h2rate']['from']}'s HTTP/2 "
                    "rate, `--rps` per client); h2load measures from the actual send (not corrected for "
                    "coordinated omission), so a run counts only if it achieved ≥ 97 % of the rate and its "
                    "start times stayed within the lag bounds of an even schedule (plus one client period).", ""]

@@ -21,6 +21,7 @@
 #   OUT_DIR=bench/results
 #   KEEP_WORK=1          keep the temporary directory (configs, logs, raw JSON)
 #   TESTS="handshake resume keepalive rate idle h2 h2rate"   the rows to measure
+#   RATE_FRACTION=0.5    the fixed rates, as a fraction of the first server's saturation rate
 #   RATE_REPEATS=3       fixed-rate runs per server (HTTP/1.1 and HTTP/2); the report gives
 #                        the median p99 of the valid ones and their spread
 #   H2_CONNS=16 H2_STREAMS=10   h2load connections and concurrent streams per connection
@@ -59,6 +60,7 @@ ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
 OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
 TESTS=" ${TESTS:-handshake resume keepalive rate idle h2 h2rate} "
 RATE_REPEATS=${RATE_REPEATS:-3}
+RATE_FRACTION=${RATE_FRACTION:-0.5}
 H2_CONNS=${H2_CONNS:-16}
 H2_STREAMS=${H2_STREAMS:-10}
 H2_RATE_STREAMS=${H2_RATE_STREAMS:-100}
@@ -581,10 +583,10 @@ for variant in $VARIANTS; do
       if [[ -z $sat_rate ]]; then
         # The rate for the latency runs: half the keep-alive saturation rate of the first
         # server (nginx by default).
-        sat_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["ops_per_sec"] / 2)))' \
-          "$RAW/$variant.$name.keepalive.json" 2>/dev/null || echo 1000)
-        echo "{\"rate\": $sat_rate, \"from\": \"$name\"}" >"$RAW/$variant.rate.json"
-        log "  latency runs at $sat_rate req/s (50% of $name's keep-alive rate)"
+        sat_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["ops_per_sec"] * float(sys.argv[2]))))' \
+          "$RAW/$variant.$name.keepalive.json" "$RATE_FRACTION" 2>/dev/null || echo 1000)
+        echo "{\"rate\": $sat_rate, \"from\": \"$name\", \"fraction\": $RATE_FRACTION}" >"$RAW/$variant.rate.json"
+        log "  latency runs at $sat_rate req/s ($RATE_FRACTION of $name's keep-alive rate)"
       fi
     fi
     if ((full)) && want rate && [[ -n $sat_rate ]]; then
@@ -596,10 +598,10 @@ for variant in $VARIANTS; do
     if ((full)) && want h2; then
       h2 "$variant.$name.h2" "$variant"
       if [[ -z $h2_rate ]]; then
-        h2_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["req_per_sec"] / 2)))' \
-          "$RAW/$variant.$name.h2.json" 2>/dev/null || echo 1000)
-        echo "{\"rate\": $h2_rate, \"from\": \"$name\"}" >"$RAW/$variant.h2rate.json"
-        log "  HTTP/2 latency runs at $h2_rate req/s (50% of $name's HTTP/2 rate)"
+        h2_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["req_per_sec"] * float(sys.argv[2]))))' \
+          "$RAW/$variant.$name.h2.json" "$RATE_FRACTION" 2>/dev/null || echo 1000)
+        echo "{\"rate\": $h2_rate, \"from\": \"$name\", \"fraction\": $RATE_FRACTION}" >"$RAW/$variant.h2rate.json"
+        log "  HTTP/2 latency runs at $h2_rate req/s ($RATE_FRACTION of $name's HTTP/2 rate)"
       fi
     fi
     if ((full)) && want h2rate && [[ -n $h2_rate ]]; then
