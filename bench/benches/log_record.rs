@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::demo::demo_config;
 use portcullis::pki::DemoPki;
-use portcullis::revocation::RevocationState;
+use portcullis::revocation::{RevocationState, RevocationView};
 use portcullis::telemetry::record::RequestLine;
 use portcullis::telemetry::{
     AccessRecord, ConnectionRecord, LeafCache, LogKind, LogRecord, Telemetry, WorkerTelemetry,
@@ -68,8 +68,9 @@ fn log_record(c: &mut Criterion) {
     config.logs.connection = Some(stream(CONNECTION_LOG_FIELDS.len()));
     config.logs.access = Some(stream(ACCESS_LOG_FIELDS.len()));
     let config = Arc::new(config);
-    let revocation = RevocationState::new(&config);
-    let tls = TlsSnapshot::build(Arc::clone(&config), &revocation).expect("TLS");
+    let revocation = RevocationState::new();
+    let view = Arc::new(RevocationView::stage(&config).expect("revocation view"));
+    let tls = TlsSnapshot::build(Arc::clone(&config), &revocation, view).expect("TLS");
     let site = Arc::clone(&tls.sites()[0]);
     let telemetry = Telemetry::start(&config).expect("telemetry");
     let worker: WorkerTelemetry = telemetry.for_worker(0);

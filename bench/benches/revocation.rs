@@ -20,8 +20,10 @@ fn check(c: &mut Criterion) {
     let store = dir.path().join("revoked.json");
     write_store(&store, STORE_SIZE).expect("write store");
     let config = config_with_store(dir.path(), &store).expect("config");
-    let state = RevocationState::new(&config);
-    let scope = state.site_scope(&config.sites[0]);
+    let state = RevocationState::for_config(&config).expect("revocation state");
+    let scope = state
+        .live_site_scope(&config.sites[0].name)
+        .expect("site scope");
     let now = SystemTime::now();
     let revoked = serial(42);
     let good = serial(STORE_SIZE + 7);
@@ -95,7 +97,7 @@ fn check(c: &mut Criterion) {
         .collect();
     group.bench_function("miss_4096_keys", |b| {
         b.iter_batched(
-            || state.site_scope(&config.sites[0]),
+            || scope.with_new_id(),
             |fresh| {
                 for key in &keys {
                     black_box(state.check(&fresh, ISSUER, key, now));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::pki::{DemoPki, SERVER_CERT_FILE, SERVER_KEY_FILE, TRUST_BUNDLE_FILE};
-use portcullis::revocation::RevocationState;
+use portcullis::revocation::{RevocationState, RevocationView};
 use portcullis::tls::TlsSnapshot;
 use time::{Duration, OffsetDateTime};
 
@@ -65,41 +65,33 @@ crls = ["intermediate.crl"]
     path
 }
 
+/// Stages the revocation view and builds the TLS snapshot of `config`.
+fn build(config: portcullis_config::Snapshot) -> TlsSnapshot {
+    let view = Arc::new(RevocationView::stage(&config).expect("view stages"));
+    TlsSnapshot::build(Arc::new(config), &RevocationState::new(), view)
+        .expect("TLS snapshot builds")
+}
+
 fn snapshot_load(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = write_config(dir.path());
     let config = portcullis_config::load(&path).expect("configuration loads");
     assert_eq!(config.sites.len(), 2);
-    TlsSnapshot::build(Arc::new(config.clone()), &RevocationState::new(&config))
-        .expect("TLS snapshot builds");
+    build(config.clone());
 
     let mut group = c.benchmark_group("snapshot_load");
     group.bench_function("config_load_2_sites", |b| {
         b.iter(|| portcullis_config::load(black_box(&path)).expect("configuration loads"))
     });
-    group.bench_function("revocation_state_new", |b| {
-        b.iter(|| RevocationState::new(black_box(&config)))
+    group.bench_function("revocation_view_stage", |b| {
+        b.iter(|| RevocationView::stage(black_box(&config)).expect("view stages"))
     });
     group.bench_function("tls_snapshot_build_2_sites", |b| {
-        b.iter_batched(
-            || {
-                let snapshot = config.clone();
-                let revocation = RevocationState::new(&snapshot);
-                (Arc::new(snapshot), revocation)
-            },
-            |(snapshot, revocation)| {
-                TlsSnapshot::build(snapshot, &revocation).expect("TLS snapshot builds")
-            },
-            criterion::BatchSize::SmallInput,
-        )
+        b.iter_batched(|| config.clone(), build, criterion::BatchSize::SmallInput)
     });
     // The whole reload: files to a ready-to-serve TLS snapshot.
     group.bench_function("load_and_build_2_sites", |b| {
-        b.iter(|| {
-            let config = portcullis_config::load(black_box(&path)).expect("configuration loads");
-            let revocation = RevocationState::new(&config);
-            TlsSnapshot::build(Arc::new(config), &revocation).expect("TLS snapshot builds")
-        })
+        b.iter(|| build(portcullis_config::load(black_box(&path)).expect("configuration loads")))
     });
     group.finish();
 }

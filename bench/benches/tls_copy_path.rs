@@ -23,7 +23,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use monoio::net::TcpStream;
 use portcullis::demo::demo_config;
 use portcullis::pki::{DemoPki, CLIENT_CERT_FILE, CLIENT_KEY_FILE, ROOT_CA_FILE};
-use portcullis::revocation::RevocationState;
+use portcullis::revocation::{RevocationState, RevocationView};
 use portcullis::tls::{TlsSnapshot, TlsStream};
 
 /// Size of each application write (and of the server's read buffer).
@@ -113,8 +113,9 @@ fn server_snapshot(dir: &std::path::Path) -> (DemoPki, TlsSnapshot) {
     let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
     std::fs::write(&config_path, demo_config(unused, unused, 1)).expect("write configuration");
     let config = portcullis_config::load(&config_path).expect("configuration loads");
-    let revocation = RevocationState::new(&config);
-    let snapshot = TlsSnapshot::build(Arc::new(config), &revocation).expect("TLS snapshot");
+    let revocation = RevocationState::new();
+    let view = Arc::new(RevocationView::stage(&config).expect("revocation view"));
+    let snapshot = TlsSnapshot::build(Arc::new(config), &revocation, view).expect("TLS snapshot");
     (pki, snapshot)
 }
 

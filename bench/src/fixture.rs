@@ -72,11 +72,12 @@ pub fn config_with_store(dir: &Path, store: &Path) -> Result<Snapshot, FixtureEr
         index: 0,
         name: "main".to_owned(),
         path: store.to_path_buf(),
+        object_url: None,
         format,
         entries,
     })];
     let mut site = (*config.sites[0]).clone();
-    site.mtls.revocation_store = Some(0);
+    site.mtls.revocation_store = Some("main".to_owned());
     config.sites[0] = Arc::new(site);
     Ok(config)
 }

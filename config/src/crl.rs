@@ -1,7 +1,6 @@
 //! Loading CRL files and verifying them against a site's trust store.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use x509_parser::certificate::X509Certificate;
@@ -9,9 +8,9 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::time::ASN1Time;
 
 use crate::error::ConfigError;
-use crate::load::read_file;
 use crate::revocation::{serial_from_bytes, CrlSnapshot};
 use crate::snapshot::TrustAnchor;
+use crate::sources::{Files, Location};
 
 /// PEM label of a CRL block.
 const CRL_TAG: &str = "X509 CRL";
@@ -23,16 +22,18 @@ pub(crate) struct LoadedCrl {
     pub(crate) next_update_text: Option<String>,
 }
 
-/// Loads every CRL in the file at `path` (PEM with one or more `X509 CRL`
-/// blocks, or a single DER CRL). When `trust_store` is given, each CRL's
-/// issuer must be one of its certificates and the signature must verify.
-/// Every problem is reported under `key`.
+/// Loads every CRL at `location` (PEM with one or more `X509 CRL` blocks, or
+/// a single DER CRL). When `trust_store` is given, each CRL's issuer must be
+/// one of its certificates and the signature must verify. Every problem is
+/// reported under `key`.
 pub(crate) fn load_crls(
-    path: &Path,
+    files: &Files<'_>,
+    location: &Location,
     key: &str,
     trust_store: Option<&[TrustAnchor]>,
 ) -> Result<Vec<LoadedCrl>, Vec<ConfigError>> {
-    let bytes = read_file(path, key).map_err(|e| vec![e])?;
+    let path = &location.to_path();
+    let bytes = files.read(location, key).map_err(|e| vec![e])?;
     let ders = crl_ders(&bytes).map_err(|reason| vec![ConfigError::new(path, key, reason)])?;
     let several = ders.len() > 1;
     let mut crls = Vec::with_capacity(ders.len());

@@ -7,6 +7,8 @@
 //!
 //! [`revocation`] holds the revocation store formats (CloudFront
 //! KeyValueStore import JSON and plain text) and the CRL snapshot types.
+//! [`sources`] says where each file comes from (a path or an object URL),
+//! holds `[sources]` and records what a load read.
 
 #![warn(missing_docs)]
 
@@ -23,6 +25,7 @@ mod origin;
 pub mod revocation;
 mod snapshot;
 mod sni;
+pub mod sources;
 mod stores;
 mod syntax;
 mod validate;
@@ -47,23 +50,46 @@ pub use snapshot::{
     AdminListen, AdminSettings, AdminToken, ForwardHeaders, Limits, MtlsMode, MtlsSettings, Origin,
     PrivateKeyPem, ServerSettings, SiteSnapshot, Snapshot, Timeouts, TrustAnchor,
 };
+pub use sources::{
+    Location, NoObjectFetcher, ObjectFetcher, ObjectScheme, ObjectUrl, SourceSettings, SourceUse,
+};
 
 /// Reads, parses and validates the configuration file at `path`, loading all
 /// referenced files (relative paths are relative to the file's directory).
+/// Object URLs are refused (see [`load_with`]).
 pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    load_with(path, &NoObjectFetcher)
+}
+
+/// Like [`load`], with object URLs fetched by `fetcher`.
+pub fn load_with(path: &Path, fetcher: &dyn ObjectFetcher) -> Result<Snapshot, ConfigErrors> {
+    parse_str_with(&read_config(path)?, path, fetcher)
+}
+
+/// Reads the configuration file's text.
+pub fn read_config(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             path,
             DOCUMENT_KEY,
             format!("cannot read configuration file: {e}"),
         )
-    })?;
-    parse_str(&source, path)
+        .into()
+    })
 }
 
 /// Like [`load`], but for TOML text already in memory; `path` is used in
 /// error messages and as the base for relative file paths.
 pub fn parse_str(toml: &str, path: &Path) -> Result<Snapshot, ConfigErrors> {
+    parse_str_with(toml, path, &NoObjectFetcher)
+}
+
+/// Like [`parse_str`], with object URLs fetched by `fetcher`.
+pub fn parse_str_with(
+    toml: &str,
+    path: &Path,
+    fetcher: &dyn ObjectFetcher,
+) -> Result<Snapshot, ConfigErrors> {
     let raw = syntax::parse_document(toml, path)?;
-    validate::build_snapshot(raw, path)
+    validate::build_snapshot(raw, path, fetcher)
 }

@@ -1,31 +1,28 @@
-//! Reading referenced files: certificate chains, trust stores and private keys.
-
-use std::path::Path;
+//! Reading referenced files: certificate chains, trust stores and private keys, from a path
+//! or an object URL (through [`Files`]).
 
 use x509_parser::certificate::X509Certificate;
 
 use crate::error::ConfigError;
 use crate::snapshot::{PrivateKeyPem, TrustAnchor};
+use crate::sources::{Files, Location};
 
 /// PEM labels accepted for private keys.
 const KEY_TAGS: [&str; 3] = ["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"];
 
-/// Reads a referenced file; the error names the file and the config key.
-pub(crate) fn read_file(path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::new(path, key, format!("cannot read file: {e}")))
-}
-
 /// Loads a PEM certificate chain (leaf first) and returns the DER blocks.
 /// Every unparsable certificate is reported.
 pub(crate) fn load_certificate_chain(
-    path: &Path,
+    files: &Files<'_>,
+    location: &Location,
     key: &str,
 ) -> Result<Vec<Vec<u8>>, Vec<ConfigError>> {
-    let ders = read_certificates(path, key)?;
+    let path = location.to_path();
+    let ders = read_certificates(files, location, key)?;
     let mut errors = Vec::new();
     for (index, der) in ders.iter().enumerate() {
         if let Err(reason) = parse_certificate(der, index, |_| Ok(())) {
-            errors.push(ConfigError::new(path, key, reason));
+            errors.push(ConfigError::new(&path, key, reason));
         }
     }
     if errors.is_empty() {
@@ -38,10 +35,12 @@ pub(crate) fn load_certificate_chain(
 /// Loads a PEM bundle of CA certificates. Every certificate that is
 /// unparsable or not a CA (basicConstraints cA = true) is reported.
 pub(crate) fn load_trust_store(
-    path: &Path,
+    files: &Files<'_>,
+    location: &Location,
     key: &str,
 ) -> Result<Vec<TrustAnchor>, Vec<ConfigError>> {
-    let ders = read_certificates(path, key)?;
+    let path = location.to_path();
+    let ders = read_certificates(files, location, key)?;
     let mut anchors = Vec::with_capacity(ders.len());
     let mut errors = Vec::new();
     for (index, der) in ders.into_iter().enumerate() {
@@ -67,7 +66,7 @@ pub(crate) fn load_trust_store(
                 subject,
                 self_signed,
             }),
-            Err(reason) => errors.push(ConfigError::new(path, key, reason)),
+            Err(reason) => errors.push(ConfigError::new(&path, key, reason)),
         }
     }
     if errors.is_empty() {
@@ -78,8 +77,13 @@ pub(crate) fn load_trust_store(
 }
 
 /// Loads a private key file and returns its single key block re-encoded as PEM.
-pub(crate) fn load_private_key(path: &Path, key: &str) -> Result<PrivateKeyPem, ConfigError> {
-    let bytes = read_file(path, key)?;
+pub(crate) fn load_private_key(
+    files: &Files<'_>,
+    location: &Location,
+    key: &str,
+) -> Result<PrivateKeyPem, ConfigError> {
+    let path = &location.to_path();
+    let bytes = files.read(location, key)?;
     let blocks = pem::parse_many(&bytes)
         .map_err(|e| ConfigError::new(path, key, format!("invalid PEM: {e}")))?;
     if blocks.iter().any(|b| b.tag() == "ENCRYPTED PRIVATE KEY") {
@@ -112,10 +116,15 @@ pub(crate) fn load_private_key(path: &Path, key: &str) -> Result<PrivateKeyPem, 
 
 /// Reads `path` and returns the DER contents of its CERTIFICATE blocks
 /// (other blocks are ignored); at least one is required.
-fn read_certificates(path: &Path, key: &str) -> Result<Vec<Vec<u8>>, Vec<ConfigError>> {
-    let bytes = read_file(path, key).map_err(|e| vec![e])?;
+fn read_certificates(
+    files: &Files<'_>,
+    location: &Location,
+    key: &str,
+) -> Result<Vec<Vec<u8>>, Vec<ConfigError>> {
+    let path = location.to_path();
+    let bytes = files.read(location, key).map_err(|e| vec![e])?;
     let blocks = pem::parse_many(&bytes)
-        .map_err(|e| vec![ConfigError::new(path, key, format!("invalid PEM: {e}"))])?;
+        .map_err(|e| vec![ConfigError::new(&path, key, format!("invalid PEM: {e}"))])?;
     let ders: Vec<Vec<u8>> = blocks
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE")
@@ -123,7 +132,7 @@ fn read_certificates(path: &Path, key: &str) -> Result<Vec<Vec<u8>>, Vec<ConfigE
         .collect();
     if ders.is_empty() {
         return Err(vec![ConfigError::new(
-            path,
+            &path,
             key,
             "no CERTIFICATE blocks found in PEM file",
         )]);

@@ -16,6 +16,7 @@ pub(crate) struct RawConfig {
     pub(crate) revocation_store: Vec<RawRevocationStore>,
     #[serde(default)]
     pub(crate) site: Vec<RawSite>,
+    pub(crate) sources: Option<crate::sources::RawSources>,
     pub(crate) logs: Option<crate::logs::RawLogs>,
     pub(crate) diagnostics: Option<crate::logs::RawDiagnostics>,
 }

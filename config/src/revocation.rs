@@ -357,8 +357,11 @@ pub struct RevocationStoreSnapshot {
     pub index: usize,
     /// Unique store name.
     pub name: String,
-    /// Resolved path of the store file.
+    /// Resolved path of the store file (for an object, the URL as a path).
     pub path: PathBuf,
+    /// The object URL the store is read from, if it is not a local file. Such a
+    /// store is read-only locally: the object store is the source of truth.
+    pub object_url: Option<String>,
     /// Format the file was read in.
     pub format: StoreFormat,
     /// Normalised serials and their values, sorted by key, without duplicates.
@@ -379,7 +382,8 @@ pub enum CrlExpiredPolicy {
 /// A loaded CRL whose signature was verified against a trust store CA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrlSnapshot {
-    /// Resolved path of the CRL file (a file may hold several CRLs).
+    /// Resolved path of the CRL file, or its object URL as a path (a file may
+    /// hold several CRLs).
     pub path: PathBuf,
     /// DER of the CRL issuer Name (equal to the issuing CA's subject).
     pub issuer_name_der: Vec<u8>,

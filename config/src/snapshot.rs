@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::logs::{DiagnosticsSettings, LogSettings};
 use crate::revocation::{CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot};
 use crate::sni::SniIndex;
+use crate::sources::{SourceSettings, SourceUse};
 
 /// A validated configuration with all referenced files loaded.
 #[derive(Debug, Clone)]
@@ -27,6 +28,10 @@ pub struct Snapshot {
     pub admin: Option<AdminSettings>,
     /// Revocation stores in file order; `revocation_stores[i].index == i`.
     pub revocation_stores: Vec<Arc<RevocationStoreSnapshot>>,
+    /// `[sources]`: remote objects, their cache, file watching, pins.
+    pub sources: SourceSettings,
+    /// Every file and object this snapshot was read from, with its digest.
+    pub files: Vec<SourceUse>,
     /// The connection and access logs from `[logs]`.
     pub logs: LogSettings,
     /// Diagnostic output settings from `[diagnostics]`.
@@ -234,11 +239,11 @@ pub struct SiteSnapshot {
     pub server_names: Vec<String>,
     /// Whether this is the default site.
     pub is_default: bool,
-    /// Resolved path of the certificate chain file.
+    /// Resolved path of the certificate chain file (or its object URL).
     pub certificate_path: PathBuf,
     /// DER certificates, leaf first, then intermediates.
     pub certificate_chain: Vec<Vec<u8>>,
-    /// Resolved path of the private key file.
+    /// Resolved path of the private key file (or its object URL).
     pub private_key_path: PathBuf,
     /// The private key as a single PEM block (never printed).
     pub private_key: PrivateKeyPem,
@@ -342,7 +347,7 @@ impl fmt::Display for MtlsMode {
 pub struct MtlsSettings {
     /// Verification mode.
     pub mode: MtlsMode,
-    /// Resolved path of the trust store, if configured.
+    /// Resolved path (or object URL) of the trust store, if configured.
     pub trust_store_path: Option<PathBuf>,
     /// CA certificates from the trust store (empty when none configured).
     pub trust_store: Vec<TrustAnchor>,
@@ -354,9 +359,12 @@ pub struct MtlsSettings {
     pub max_chain_depth: u8,
     /// Which client-certificate headers are forwarded to the origin.
     pub forward: ForwardHeaders,
-    /// Index into `Snapshot::revocation_stores` of the store consulted for
-    /// client certificate serials, if any.
-    pub revocation_store: Option<usize>,
+    /// Name of the `[[revocation_store]]` consulted for client certificate
+    /// serials, if any (always the name of one of
+    /// `Snapshot::revocation_stores`: references are resolved by name, never
+    /// by position, so adding, removing or reordering stores cannot point a
+    /// site at another store).
+    pub revocation_store: Option<String>,
     /// CRLs, each verified against a trust store CA, in configuration order
     /// (a file holding several CRLs contributes several entries).
     pub crls: Vec<Arc<CrlSnapshot>>,

@@ -3,17 +3,15 @@
 //! `revoke_open_connections`).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::crl::load_crls;
 use crate::error::{Collector, ConfigError};
-use crate::load::read_file;
 use crate::model::{RawMtls, RawRevocationStore};
 use crate::revocation::{CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot, StoreFormat};
 use crate::snapshot::TrustAnchor;
-use crate::validate::resolve_path;
+use crate::sources::Files;
 
 /// Store names as written, mapped to the index of their first definition.
 pub(crate) type StoreNames = HashMap<String, usize>;
@@ -22,7 +20,7 @@ pub(crate) type StoreNames = HashMap<String, usize>;
 /// (`None` when it failed, with the reason recorded) and the name index.
 pub(crate) fn validate_revocation_stores(
     raw: &[RawRevocationStore],
-    base_dir: &Path,
+    files: &Files<'_>,
     c: &mut Collector<'_>,
 ) -> (Vec<Option<RevocationStoreSnapshot>>, StoreNames) {
     let mut names = StoreNames::new();
@@ -32,7 +30,7 @@ pub(crate) fn validate_revocation_stores(
         .map(|(index, store)| {
             let name_ok = check_store_name(&store.name, index, &names, c);
             names.entry(store.name.clone()).or_insert(index);
-            load_store(store, index, base_dir, c).filter(|_| name_ok)
+            load_store(store, index, files, c).filter(|_| name_ok)
         })
         .collect();
     (stores, names)
@@ -67,15 +65,15 @@ fn check_store_name(name: &str, index: usize, seen: &StoreNames, c: &mut Collect
     }
 }
 
-/// Reads and parses a store file; every bad entry is reported.
+/// Reads and parses a store file or object; every bad entry is reported.
 fn load_store(
     raw: &RawRevocationStore,
     index: usize,
-    base_dir: &Path,
+    files: &Files<'_>,
     c: &mut Collector<'_>,
 ) -> Option<RevocationStoreSnapshot> {
     let file_key = format!("revocation_store[{index}].file");
-    let path = resolve_path(base_dir, &raw.file, &file_key, c);
+    let location = files.resolve(&raw.file, &file_key, c);
     let format = match raw.format.as_deref() {
         Some("json") => Some(StoreFormat::Json),
         Some("text") => Some(StoreFormat::Text),
@@ -88,14 +86,19 @@ fn load_store(
         }
         None => Some(default_format(&raw.file)),
     };
-    let path = path?;
-    let bytes = read_file(&path, &file_key).map_err(|e| c.push(e)).ok()?;
+    let location = location?;
+    let bytes = files
+        .read(&location, &file_key)
+        .map_err(|e| c.push(e))
+        .ok()?;
     let format = format?;
+    let path = location.to_path();
     match format.parse(&bytes) {
         Ok(entries) => Some(RevocationStoreSnapshot {
             index,
             name: raw.name.clone(),
             path,
+            object_url: location.object_url().map(|url| url.as_str().to_owned()),
             format,
             entries,
         }),
@@ -123,7 +126,7 @@ fn default_format(file: &str) -> StoreFormat {
 
 /// The revocation-related part of a validated `[site.mtls]`.
 pub(crate) struct SiteRevocation {
-    pub(crate) revocation_store: Option<usize>,
+    pub(crate) revocation_store: Option<String>,
     pub(crate) crls: Vec<Arc<CrlSnapshot>>,
     pub(crate) crl_expired: CrlExpiredPolicy,
     pub(crate) revoke_open_connections: bool,
@@ -135,7 +138,7 @@ pub(crate) struct SiteRevocation {
 pub(crate) fn validate_site_revocation(
     raw: &RawMtls,
     prefix: &str,
-    base_dir: &Path,
+    files: &Files<'_>,
     trust_store: Option<&[TrustAnchor]>,
     stores: &StoreNames,
     c: &mut Collector<'_>,
@@ -143,7 +146,7 @@ pub(crate) fn validate_site_revocation(
     let revocation_store = match &raw.revocation_store {
         None => Some(None),
         Some(name) => match stores.get(name) {
-            Some(&index) => Some(Some(index)),
+            Some(_) => Some(Some(name.clone())),
             None => {
                 let mut known: Vec<&str> = stores.keys().map(String::as_str).collect();
                 known.sort_unstable();
@@ -178,11 +181,12 @@ pub(crate) fn validate_site_revocation(
     let mut crls_ok = true;
     for (j, value) in raw.crls.iter().enumerate() {
         let key = format!("{prefix}.mtls.crls[{j}]");
-        let Some(path) = resolve_path(base_dir, value, &key, c) else {
+        let Some(location) = files.resolve(value, &key, c) else {
             crls_ok = false;
             continue;
         };
-        match load_crls(&path, &key, trust_store) {
+        let path = location.to_path();
+        match load_crls(files, &location, &key, trust_store) {
             Ok(loaded) => {
                 for entry in loaded {
                     if entry.crl.is_expired(now) {

@@ -386,7 +386,7 @@ fn example_config_loads_every_key() {
             ..ForwardHeaders::NONE
         }
     );
-    assert_eq!(mtls.revocation_store, Some(1));
+    assert_eq!(mtls.revocation_store, Some("legacy_list-2.0".to_owned()));
     assert_eq!(mtls.crl_expired, CrlExpiredPolicy::Allow);
     assert!(!mtls.revoke_open_connections);
     assert_eq!(mtls.crls.len(), 3);
@@ -963,7 +963,7 @@ fn store_format_defaults_by_extension_and_empty_stores_load() {
         let store = &snap.revocation_stores[0];
         assert_eq!(store.format, format, "{file}");
         assert!(store.entries.is_empty(), "{file}");
-        assert_eq!(snap.sites[0].mtls.revocation_store, Some(0));
+        assert_eq!(snap.sites[0].mtls.revocation_store, Some("s".to_owned()));
     }
     // An explicit format wins over the extension; duplicates: last wins.
     fx.write("list.json", "0a first\n00:0A second\n");

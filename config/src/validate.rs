@@ -22,26 +22,33 @@ use crate::snapshot::{
     Timeouts,
 };
 use crate::sni::{normalize_server_name, SniIndex};
+use crate::sources::{validate_sources, Files, ObjectFetcher};
 use crate::stores::{validate_revocation_stores, validate_site_revocation, StoreNames};
 
 /// Default and bounds of `max_chain_depth`.
 const MAX_CHAIN_DEPTH: u8 = 4;
 
-/// Validates `raw` (read from `path`) and loads every referenced file.
-pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, ConfigErrors> {
+/// Validates `raw` (read from `path`) and loads every referenced file (object URLs through
+/// `fetcher`).
+pub(crate) fn build_snapshot(
+    raw: RawConfig,
+    path: &Path,
+    fetcher: &dyn ObjectFetcher,
+) -> Result<Snapshot, ConfigErrors> {
     let mut c = Collector::new(path);
     let base_dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let sources = validate_sources(raw.sources.as_ref(), &base_dir, &mut c);
+    let files = Files::new(&base_dir, &sources, fetcher);
 
     let server = validate_server(&raw.server, &mut c);
     let admin = raw
         .admin
         .as_ref()
         .map(|admin| validate_admin(admin, &base_dir, &mut c));
-    let (stores, store_names) =
-        validate_revocation_stores(&raw.revocation_store, &base_dir, &mut c);
+    let (stores, store_names) = validate_revocation_stores(&raw.revocation_store, &files, &mut c);
     let logs = validate_logs(raw.logs.as_ref(), &base_dir, &mut c);
     let diagnostics = validate_diagnostics(raw.diagnostics.as_ref(), &mut c);
 
@@ -58,10 +65,11 @@ pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, Co
         .enumerate()
         .map(|(index, site)| {
             let is_default = index == default_site;
-            validate_site(site, index, is_default, &base_dir, &store_names, &mut c)
+            validate_site(site, index, is_default, &files, &store_names, &mut c)
         })
         .collect();
 
+    let files = files.into_uses(&mut c, path);
     if !c.is_empty() {
         return Err(c.into_errors());
     }
@@ -95,6 +103,8 @@ pub(crate) fn build_snapshot(raw: RawConfig, path: &Path) -> Result<Snapshot, Co
         default_site,
         admin: admin.flatten(),
         revocation_stores,
+        sources,
+        files,
         logs,
         diagnostics,
         sni,
@@ -430,31 +440,35 @@ fn validate_site(
     raw: &RawSite,
     index: usize,
     is_default: bool,
-    base_dir: &Path,
+    files: &Files<'_>,
     stores: &StoreNames,
     c: &mut Collector<'_>,
 ) -> Option<SiteSnapshot> {
     let prefix = format!("site[{index}]");
 
     let cert_key = format!("{prefix}.certificate");
-    let certificate_path = resolve_path(base_dir, &raw.certificate, &cert_key, c);
-    let certificate_chain = certificate_path.as_ref().and_then(|p| {
-        load_certificate_chain(p, &cert_key)
+    let certificate_location = files.resolve(&raw.certificate, &cert_key, c);
+    let certificate_chain = certificate_location.as_ref().and_then(|l| {
+        load_certificate_chain(files, l, &cert_key)
             .map_err(|errors| errors.into_iter().for_each(|e| c.push(e)))
             .ok()
     });
+    let certificate_path = certificate_location.map(|l| l.to_path());
 
     let key_key = format!("{prefix}.private_key");
-    let private_key_path = resolve_path(base_dir, &raw.private_key, &key_key, c);
-    let private_key = private_key_path
-        .as_ref()
-        .and_then(|p| load_private_key(p, &key_key).map_err(|e| c.push(e)).ok());
+    let private_key_location = files.resolve(&raw.private_key, &key_key, c);
+    let private_key = private_key_location.as_ref().and_then(|l| {
+        load_private_key(files, l, &key_key)
+            .map_err(|e| c.push(e))
+            .ok()
+    });
+    let private_key_path = private_key_location.map(|l| l.to_path());
 
     let origin = load_origin(raw.origin.trim())
         .map_err(|reason| c.config(format!("{prefix}.origin"), reason))
         .ok();
 
-    let mtls = validate_mtls(&raw.mtls, &prefix, base_dir, stores, c);
+    let mtls = validate_mtls(&raw.mtls, &prefix, files, stores, c);
     let alpn = crate::http2::validate_alpn(raw.alpn.as_deref(), &format!("{prefix}.alpn"), c);
 
     let server_names = raw
@@ -482,7 +496,7 @@ fn validate_site(
 fn validate_mtls(
     raw: &RawMtls,
     prefix: &str,
-    base_dir: &Path,
+    files: &Files<'_>,
     stores: &StoreNames,
     c: &mut Collector<'_>,
 ) -> Option<MtlsSettings> {
@@ -500,13 +514,13 @@ fn validate_mtls(
     let store_key = format!("{prefix}.mtls.trust_store");
     let (trust_store_path, trust_store) = match &raw.trust_store {
         Some(value) => {
-            let path = resolve_path(base_dir, value, &store_key, c);
-            let anchors = path.as_ref().and_then(|p| {
-                load_trust_store(p, &store_key)
+            let location = files.resolve(value, &store_key, c);
+            let anchors = location.as_ref().and_then(|l| {
+                load_trust_store(files, l, &store_key)
                     .map_err(|errors| errors.into_iter().for_each(|e| c.push(e)))
                     .ok()
             });
-            (path, anchors)
+            (location.map(|l| l.to_path()), anchors)
         }
         None => {
             if let Some(mode @ (MtlsMode::Required | MtlsMode::Optional)) = mode {
@@ -554,7 +568,7 @@ fn validate_mtls(
     };
 
     let revocation =
-        validate_site_revocation(raw, prefix, base_dir, trust_store.as_deref(), stores, c)?;
+        validate_site_revocation(raw, prefix, files, trust_store.as_deref(), stores, c)?;
 
     Some(MtlsSettings {
         mode: mode?,

@@ -1,9 +1,12 @@
-//! The admin API's backends: the process-wide revocation state, and the metrics and readiness
-//! of telemetry.
+//! The admin API's backends: the process-wide revocation state, the control plane
+//! (revocations, reload and status), and the metrics and readiness of telemetry.
 
 use std::sync::Arc;
 
-use crate::admin::{AdminError, Observe, RevocationAdmin};
+use serde_json::Value;
+
+use crate::admin::{AdminError, ControlAdmin, Observe, RevocationAdmin};
+use crate::control::{ControlPlane, Trigger};
 use crate::revocation::{RevocationError, RevocationState};
 use crate::telemetry::Metrics;
 
@@ -42,5 +45,39 @@ impl RevocationAdmin for RevocationState {
 
     fn import(&self, store: &str, json: &[u8]) -> Result<usize, AdminError> {
         Ok(RevocationState::import(self, store, json)?)
+    }
+}
+
+impl RevocationAdmin for ControlPlane {
+    fn put(&self, store: &str, serial: &str, value: &str) -> Result<(), AdminError> {
+        Ok(self.revocation().put(store, serial, value)?)
+    }
+
+    fn delete(&self, store: &str, serial: &str) -> Result<bool, AdminError> {
+        Ok(self.revocation().delete(store, serial)?)
+    }
+
+    fn get(&self, store: &str, serial: &str) -> Result<Option<String>, AdminError> {
+        Ok(self.revocation().get(store, serial)?)
+    }
+
+    fn import(&self, store: &str, json: &[u8]) -> Result<usize, AdminError> {
+        Ok(self.revocation().import(store, json)?)
+    }
+
+    fn control(&self) -> Option<&dyn ControlAdmin> {
+        Some(self)
+    }
+}
+
+impl ControlAdmin for ControlPlane {
+    fn reload(&self) -> Result<Value, Value> {
+        ControlPlane::reload(self, Trigger::Admin)
+            .map(|report| report.to_json())
+            .map_err(|refused| refused.to_json())
+    }
+
+    fn status(&self) -> Value {
+        ControlPlane::status(self)
     }
 }

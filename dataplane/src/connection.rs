@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
-use portcullis_config::MtlsMode;
+use portcullis_config::{AppProtocol, MtlsMode};
 use tracing::Instrument as _;
 
 use crate::exchange::Exchange;
@@ -49,7 +49,7 @@ pub fn handle(
 async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
     let worker = guard.worker();
     let telemetry = &worker.telemetry;
-    let snapshot = worker.shared.snapshot.load_full();
+    let snapshot = worker.snapshot();
     let timeouts = &snapshot.config.server.timeouts;
     let _ = stream.set_nodelay(true);
     let ssl = match snapshot.new_session() {
@@ -139,7 +139,15 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
         buffers: &worker.buffers,
         observer: &observer,
     };
-    if tls.handshake_info().alpn == Some("h2") {
+    let alpn = tls.handshake_info().alpn;
+    if alpn.is_none() && !site.config.alpn.contains(&AppProtocol::Http11) {
+        // A client that offered no ALPN at all speaks HTTP/1.1, which this site does not.
+        tracing::info!("client offered no ALPN and the site serves only h2; closing");
+        let _ = Box::pin(tls.shutdown()).await;
+        telemetry.connection_closed(&tls, &conn);
+        return;
+    }
+    if alpn == Some("h2") {
         let sni: Option<Box<str>> = tls.sni().map(Into::into);
         // Boxed: the HTTP/2 codec's state exists only on HTTP/2 connections.
         let counts = Box::pin(http2::serve(

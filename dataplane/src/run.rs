@@ -1,6 +1,8 @@
-//! Running the data plane in the foreground: start telemetry and the workers, announce
-//! readiness, reload on SIGHUP, reopen the log files on SIGUSR1, drain and stop on
-//! SIGTERM/SIGINT (the admin API stays up during the drain, answering `/readyz` with 503).
+//! Running the data plane in the foreground: stage the configuration, start telemetry, the
+//! workers and the control plane (file watching, object polling, the admin API), announce
+//! readiness, reload on SIGHUP (through the control plane), reopen the log files on SIGUSR1,
+//! drain and stop on SIGTERM/SIGINT (the admin API stays up during the drain, answering
+//! `/readyz` with 503).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,10 @@ use signal_hook::iterator::Signals;
 
 use crate::admin::{self, AdminServer, RevocationAdmin};
 use crate::admin_backend::MetricsEndpoint;
+use crate::control::{self, ControlPlane, Trigger};
 use crate::revocation::RevocationState;
 use crate::server::{Server, StartError};
+use crate::sources::RemoteSources;
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::tls::TlsSnapshot;
 
@@ -37,33 +41,22 @@ pub enum RunError {
     Telemetry(#[from] TelemetryError),
 }
 
-/// Loads and fully checks a configuration: parsing, files, and every site's TLS context.
-/// Returns the revocation state it was checked with, for a first start.
+/// Loads and fully checks a configuration (what `check` does): parsing, every file and object
+/// it names, revocation stores resolved by name, every site's TLS context. Returns the staged
+/// snapshot and the revocation state it checks against.
 pub fn load(path: &Path) -> Result<(TlsSnapshot, Arc<RevocationState>), ConfigErrors> {
-    let config = Arc::new(portcullis_config::load(path)?);
-    let revocation = RevocationState::new(&config);
-    let tls = TlsSnapshot::build(config, &revocation)?;
-    Ok((tls, revocation))
-}
-
-/// Reloads the configuration into a running server: the new snapshot is fully built before
-/// anything changes, so a bad one leaves the running configuration in place.
-fn reload(
-    path: &Path,
-    server: &Server,
-    revocation: &Arc<RevocationState>,
-) -> Result<(), ConfigErrors> {
-    let config = Arc::new(portcullis_config::load(path)?);
-    let tls = TlsSnapshot::build(Arc::clone(&config), revocation)?;
-    revocation.reload(&config);
-    server.swap(tls);
-    Ok(())
+    let revocation = RevocationState::new();
+    let startup = control::stage_startup(path, &revocation, &RemoteSources::new())?;
+    Ok((startup.tls, revocation))
 }
 
 /// Runs until SIGTERM or SIGINT, then drains and returns. Once every worker listens, one line
 /// `listening on https://ADDR` per address and then `ready` are printed on standard output.
 pub fn run(config_path: PathBuf) -> Result<(), RunError> {
-    let (snapshot, revocation) = load(&config_path)?;
+    let revocation = RevocationState::new();
+    let remote = Arc::new(RemoteSources::new());
+    let startup = control::stage_startup(&config_path, &revocation, &remote)?;
+    let snapshot = &startup.tls;
     for warning in snapshot.config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -75,42 +68,59 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     if !monoio::utils::detect_uring() {
         tracing::warn!("io_uring is not available here; workers fall back to epoll");
     }
-    let admin = match &snapshot.config.admin {
-        Some(settings) => {
-            let backend: Arc<dyn RevocationAdmin> = Arc::clone(&revocation) as _;
-            let server = admin::server::start(settings, backend).map_err(RunError::Admin)?;
-            server.observe(Arc::new(MetricsEndpoint(Arc::clone(&telemetry.metrics))));
-            tracing::info!(listen = ?settings.listen, "admin API listening");
-            Some(server)
-        }
-        None => None,
-    };
     let workers = snapshot.config.server.workers;
-    let mut server = match Server::start(snapshot, Arc::clone(&revocation), Arc::clone(&telemetry))
-    {
+    let admin_settings = snapshot.config.admin.clone();
+    let sources = snapshot.config.sources.clone();
+    let object_urls: Vec<_> = snapshot
+        .config
+        .files
+        .iter()
+        .filter_map(|file| file.location.object_url().cloned())
+        .collect();
+    revocation.publish(Arc::clone(snapshot.revocation_view()));
+    let (tls, startup) = startup.into_parts();
+    let mut server = match Server::start(tls, Arc::clone(&revocation), Arc::clone(&telemetry)) {
         Ok(server) => server,
         Err(e) => {
             telemetry.stop();
             return Err(e.into());
         }
     };
+    remote.commit(&sources, &object_urls);
+    let control = ControlPlane::start(
+        config_path.clone(),
+        server.shared(),
+        revocation,
+        remote,
+        Some(Arc::clone(&telemetry.metrics)),
+        startup,
+    );
+    let admin = match &admin_settings {
+        Some(settings) => {
+            let backend: Arc<dyn RevocationAdmin> = Arc::clone(&control) as _;
+            match admin::server::start(settings, backend) {
+                Ok(admin) => {
+                    admin.observe(Arc::new(MetricsEndpoint(Arc::clone(&telemetry.metrics))));
+                    tracing::info!(listen = ?settings.listen, "admin API listening");
+                    Some(admin)
+                }
+                Err(e) => {
+                    control.shutdown();
+                    server.stop();
+                    server.join();
+                    telemetry.stop();
+                    return Err(RunError::Admin(e));
+                }
+            }
+        }
+        None => None,
+    };
     announce(&server, admin.as_ref(), workers);
     for signal in signals.forever() {
         match signal {
+            // The outcome is logged (and counted) by the control plane.
             SIGHUP => {
-                let result = reload(&config_path, &server, &revocation);
-                telemetry.metrics.reloaded(result.is_ok());
-                match result {
-                    Ok(()) => {
-                        tracing::info!(config = %config_path.display(), "configuration reloaded");
-                        if server.logs_changed(telemetry.log_settings()) {
-                            tracing::warn!("[logs] changed: log settings apply at the next start");
-                        }
-                    }
-                    Err(errors) => {
-                        tracing::error!(config = %config_path.display(), %errors, "reload refused; the running configuration stays");
-                    }
-                }
+                let _ = control.reload(Trigger::Signal);
             }
             SIGUSR1 => telemetry.reopen_logs(),
             _ => break,
@@ -118,6 +128,7 @@ pub fn run(config_path: PathBuf) -> Result<(), RunError> {
     }
     tracing::info!("shutting down: draining connections");
     telemetry.metrics.set_draining();
+    control.shutdown();
     server.stop();
     server.join();
     drop(admin);

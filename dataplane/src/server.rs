@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::local_snapshot::SnapshotSlot;
 use crate::revocation::RevocationState;
 use crate::telemetry::Telemetry;
 use crate::tls::TlsSnapshot;
@@ -65,7 +65,7 @@ impl Server {
             }
         }
         let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(tls),
+            snapshot: SnapshotSlot::new(tls),
             stop: Arc::new(AtomicBool::new(false)),
             revocation,
             telemetry,
@@ -115,7 +115,12 @@ impl Server {
 
     /// Replaces the configuration snapshot used by new connections.
     pub fn swap(&self, tls: TlsSnapshot) {
-        self.shared.snapshot.store(Arc::new(tls));
+        self.shared.snapshot.publish(Arc::new(tls));
+    }
+
+    /// The state the workers share (the live snapshot among it), for the control plane.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Whether the current configuration's `[logs]` differ from `running`.

@@ -10,17 +10,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::buffer_pool::BufferPool;
 use crate::connection;
+use crate::local_snapshot::{LocalSnapshot, SnapshotSlot, WorkerSnapshot};
 use crate::notify::LocalNotify;
 use crate::origin_pool::OriginPool;
 use crate::revocation::RevocationState;
 use crate::shutdown::{self, Shutdown};
 use crate::telemetry::{Telemetry, WorkerTelemetry};
-use crate::tls::TlsSnapshot;
 use crate::viewer_header_cache::{self, ViewerHeaderCache};
 
 /// Listen backlog of every listener.
@@ -40,7 +39,7 @@ const ORIGIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Shared {
     /// The current configuration and TLS contexts; swapped whole on reload.
-    pub snapshot: ArcSwap<TlsSnapshot>,
+    pub snapshot: SnapshotSlot,
     /// Set once to ask every worker to stop accepting and drain.
     pub stop: Arc<AtomicBool>,
     /// Revocation data, changed at run time through the admin API.
@@ -66,12 +65,20 @@ pub struct Worker {
     pub buffers: BufferPool,
     /// Viewer-cert header blocks rendered on this worker.
     pub viewer_headers: ViewerHeaderCache,
+    /// This worker's copy of the live snapshot.
+    local_snapshot: LocalSnapshot,
     /// The worker's connection ids, log queue and counters.
     pub telemetry: WorkerTelemetry,
     active: Cell<usize>,
 }
 
 impl Worker {
+    /// The live snapshot for a new connection, which keeps it for its whole life: one atomic
+    /// load and a thread-local reference count while no reload happened.
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        self.local_snapshot.get(&self.shared.snapshot)
+    }
+
     /// Connections currently open on this worker.
     pub fn active_connections(&self) -> usize {
         self.active.get()
@@ -147,6 +154,7 @@ pub fn run(
             pool: OriginPool::new(MAX_IDLE_ORIGIN_CONNECTIONS, ORIGIN_IDLE_LIMIT),
             buffers: BufferPool::new(IDLE_BUFFERS),
             viewer_headers: ViewerHeaderCache::new(viewer_header_cache::DEFAULT_CAPACITY),
+            local_snapshot: LocalSnapshot::new(&shared.snapshot),
             telemetry: shared.telemetry.for_worker(id),
             active: Cell::new(0),
             shared,
@@ -163,7 +171,12 @@ pub fn run(
                     stop,
                     &worker.revocations,
                     start_epoch,
-                    || revocation.epoch(),
+                    || {
+                        // Every poll, also let go of a snapshot a reload replaced, so that an
+                        // idle worker does not keep it alive.
+                        worker.local_snapshot.refresh(&worker.shared.snapshot);
+                        revocation.epoch()
+                    },
                 )
                 .await
             })
@@ -230,14 +243,6 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
         .local_addr()
         .ok()
         .filter(|addr| !addr.ip().is_unspecified());
-    let max = worker
-        .shared
-        .snapshot
-        .load()
-        .config
-        .server
-        .limits
-        .max_connections_per_worker;
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -245,6 +250,15 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Read at every accept, so that a reload changes the limit.
+                let max = worker
+                    .shared
+                    .snapshot
+                    .load()
+                    .config
+                    .server
+                    .limits
+                    .max_connections_per_worker;
                 if worker.active.get() >= max {
                     tracing::warn!(worker = worker.id, %peer, max, "connection limit reached; closing new connection");
                     drop(stream);

@@ -34,6 +34,7 @@ pub mod report;
 pub mod tls_client;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 pub use certs::{CertSource, ClientIdentity};
 pub use config::{parse_target, Config, Mode};
@@ -44,6 +45,28 @@ pub use tls_client::TlsVersion;
 use modes::Shared;
 use report::{RunInfo, Stats};
 use tls_client::{TlsClient, TlsSettings};
+
+/// Set by SIGINT or SIGTERM once [`stop_early_on_signals`] was called.
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Makes SIGINT and SIGTERM end a run early, as if its time were up: operations in progress
+/// finish, none starts, and the summary covers what ran (a second signal still kills).
+pub fn stop_early_on_signals() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::clone(INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false))));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(())
+}
+
+/// Whether a signal asked the run to stop early.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED
+        .get()
+        .is_some_and(|flag| flag.load(Ordering::Relaxed))
+}
 
 /// Runs the load described by `config` and returns its summary.
 ///

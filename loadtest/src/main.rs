@@ -20,6 +20,7 @@ fn main() -> ExitCode {
 /// Runs the load; `Ok(false)` when the run failed its error budget or completed nothing.
 fn real_main() -> anyhow::Result<bool> {
     let (config, json) = Cli::parse().into_config().context("invalid arguments")?;
+    portcullis_loadtest::stop_early_on_signals().context("installing signal handlers")?;
     let summary = portcullis_loadtest::run(&config).context("load run failed")?;
     if json {
         println!("{}", summary.to_json());

@@ -14,6 +14,8 @@ pub use scripted_origin::{Journal, OriginConn, OriginRequest, ScriptedOrigin};
 
 pub mod scripted_origin;
 
+pub mod s3;
+
 /// How long the binary may take to print `ready`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the binary may take to exit after SIGTERM.
@@ -252,12 +254,23 @@ impl Portcullis {
 
     /// Starts `portcullis run` on an existing configuration file.
     pub fn start_file(config_path: &Path, dir: tempfile::TempDir) -> Self {
+        Self::start_file_with_env(config_path, dir, &[])
+    }
+
+    /// Starts `portcullis run` on an existing configuration file with extra environment
+    /// variables (e.g. AWS credentials for an S3-compatible test server).
+    pub fn start_file_with_env(
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Self {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
         let mut child = Command::new(portcullis_bin())
             .arg("run")
             .arg("--config")
             .arg(config_path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -326,6 +339,40 @@ impl Portcullis {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmHWM in /proc status")
+    }
+
+    /// Sends SIGHUP and waits (bounded) until the log reports that reload's outcome: true
+    /// when the configuration was reloaded, false when the reload was refused.
+    pub fn reload_with_sighup(&self) -> bool {
+        let before = self.reload_outcomes();
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill").args(["-HUP", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -HUP {pid} failed");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let now = self.reload_outcomes();
+            if now.0 > before.0 {
+                return true;
+            }
+            if now.1 > before.1 {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged after SIGHUP:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many reloads the log reports as (applied, refused).
+    pub fn reload_outcomes(&self) -> (usize, usize) {
+        let log = self.log();
+        (
+            log.matches("configuration reloaded").count(),
+            log.matches("reload refused").count(),
+        )
     }
 
     /// Sends SIGTERM without waiting for the exit.
@@ -601,6 +648,45 @@ pub fn openssl(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().expect("openssl output")
 }
 
+/// One `openssl s_client` TLS 1.3 exchange with `server` on `localhost`, presenting `cert` and
+/// `key`, trusting `ca`, sending one `Connection: close` request; `session_arg` is
+/// `-sess_out` (save the session to `session`) or `-sess_in` (offer it). Returns (stdout,
+/// stderr).
+pub fn s_client_with_session(
+    server: &Portcullis,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    session_arg: &str,
+    session: &Path,
+) -> (String, String) {
+    let connect = format!("127.0.0.1:{}", server.addr.port());
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let out = openssl(
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            &path(ca),
+            "-cert",
+            &path(cert),
+            "-key",
+            &path(key),
+            session_arg,
+            &path(session),
+            "-ign_eof",
+        ],
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Starts the echo origin on 127.0.0.1 with an ephemeral port.
 pub fn origin() -> DemoOrigin {
     DemoOrigin::start("127.0.0.1:0".parse().expect("addr")).expect("start origin")
@@ -626,6 +712,62 @@ pub fn portcullis_cli(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run portcullis")
+}
+
+/// A request to the admin API over a plain TCP connection (no client process): (HTTP status,
+/// JSON body). Bounded by a 60 s read timeout.
+pub fn admin_json(admin: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(admin).expect("connect to the admin API");
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("read timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).expect("send request");
+    let mut response = Vec::new();
+    tcp.read_to_end(&mut response).expect("read response");
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`; panics with
+/// `what` when the time is up.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Replaces `path` with `contents` atomically (temporary file, rename), as a deployment
+/// tool would.
+pub fn replace_file(path: &Path, contents: &[u8]) {
+    let temp = path.with_extension("tmp-replace");
+    std::fs::write(&temp, contents).expect("write temporary file");
+    std::fs::rename(&temp, path).expect("rename over the file");
+}
+
+/// Another binary of the workspace, built next to `portcullis` (e.g. `portcullis-loadtest`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let bin = portcullis_bin().with_file_name(name);
+    assert!(
+        bin.exists(),
+        "{} not found: build the workspace first (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
 }
 
 /// `curl` against the admin API: (HTTP status, body).

@@ -6,8 +6,8 @@
 //! floods, a window that never opens, a stalled request body, and a revoked certificate on an
 //! open connection. After each abuse the worker (there is one) still serves a normal client.
 //!
-//! Needs `python3` with the `h2` package (`pip install h2`) and `nghttp`/`curl` built with
-//! nghttp2 (Debian `nghttp2-client`, `curl`).
+//! Needs Python with the `h2` package (`$H2_PYTHON`, as `.ci/run` sets up, or `python3` with
+//! `pip install h2`) and `nghttp`/`curl` built with nghttp2 (Debian `nghttp2-client`, `curl`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -92,7 +92,9 @@ impl H2Site {
 
     fn python(&self, scenario: &str) -> Command {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("h2_hostile.py");
-        let mut cmd = Command::new("python3");
+        // $H2_PYTHON (set by .ci/run: a virtualenv with `h2`), else python3 with `h2` installed.
+        let python = std::env::var("H2_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut cmd = Command::new(python);
         cmd.arg(script)
             .arg(scenario)
             .arg(self.server.addr.port().to_string())
@@ -235,6 +237,17 @@ fn alpn_follows_the_site_list() {
     let s = H2Site::start("alpn = [\"h2\", \"http/1.1\"]");
     let r = s.curl("/").args(["--http1.1", "--include"]).run();
     assert!(r.text().starts_with("HTTP/1.1 200"), "{}", r.text());
+    // An h2-only site: HTTP/2 works, a client that offers only http/1.1 is refused in the
+    // handshake (no_application_protocol).
+    let s = H2Site::start("alpn = [\"h2\"]");
+    let r = s.curl("/").args(["--http2", "--include"]).run();
+    assert!(r.text().starts_with("HTTP/2 200"), "{}", r.text());
+    let r = s.curl("/").args(["--http1.1"]).run();
+    assert_eq!(r.status, None, "{r:?}");
+    assert!(
+        r.stderr.contains("alert") || r.stderr.contains("SSL"),
+        "{r:?}"
+    );
 }
 
 #[test]

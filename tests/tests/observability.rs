@@ -35,9 +35,12 @@ fn wait_records(path: &Path, n: usize) -> Vec<String> {
     }
 }
 
+/// The complete records of a log file: the writer thread may be in the middle of a line, so
+/// anything after the last newline is not a record yet.
 fn records(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(str::to_owned)

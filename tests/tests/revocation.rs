@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslStream};
 use portcullis_e2e::{
-    admin_call, config_text, openssl, origin, portcullis_cli, serial_hex, Curl, CurlResult,
-    DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
+    admin_call, config_text, origin, portcullis_cli, s_client_with_session, serial_hex, Curl,
+    CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
 };
 
 /// A `required` site with a revoked-serial store `viewers` and the admin API on loopback.
@@ -245,31 +245,14 @@ fn a_session_of_a_revoked_certificate_is_not_resumed() {
     let s = Setup::start("");
     let (client, cert, key) = s.client("resumer");
     let sess = s.pki.path("session.pem");
-    let connect = format!("127.0.0.1:{}", s.server.addr.port());
-    let request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    let s_client = |sess_arg: &str| {
-        let out = openssl(
-            &[
-                "s_client",
-                "-connect",
-                &connect,
-                "-servername",
-                "localhost",
-                "-CAfile",
-                s.pki.path("root.pem").to_str().expect("path"),
-                "-cert",
-                cert.to_str().expect("path"),
-                "-key",
-                key.to_str().expect("path"),
-                sess_arg,
-                sess.to_str().expect("path"),
-                "-ign_eof",
-            ],
-            request,
-        );
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+    let s_client = |session_arg: &str| {
+        s_client_with_session(
+            &s.server,
+            &s.pki.path("root.pem"),
+            &cert,
+            &key,
+            session_arg,
+            &sess,
         )
     };
     let (first, _) = s_client("-sess_out");

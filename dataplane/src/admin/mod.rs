@@ -13,6 +13,8 @@
 //! | `GET`    | `/healthz`                        | none              | `200 {"status":"ok"}` (alive)             |
 //! | `GET`    | `/readyz`                         | none              | `200 {"status":"ready"}`, `503` otherwise |
 //! | `GET`    | `/metrics`                        | none              | `200` Prometheus text exposition          |
+//! | `POST`   | `/reload`                         | none              | `200 {"generation":..,"summary":..}` (`400 {"errors":[..]}`) |
+//! | `GET`    | `/status`                         | none              | `200 {"generation":..,"sources":[..],..}` |
 //!
 //! Errors are `{"error": message}` with the status of the [`AdminError`]. The server talks to
 //! the revocation state only through the [`RevocationAdmin`] trait, so it can be tested (and
@@ -20,12 +22,14 @@
 //! `portcullis unrevoke`.
 
 pub mod client;
+pub mod control;
 mod routes;
 pub mod server;
 #[cfg(test)]
 mod tests;
 
 pub use client::{request, AdminTarget, ClientError};
+pub use control::ControlAdmin;
 pub use server::{start, AdminServer};
 
 /// Where the admin server listens (from the configuration's `[admin]` section).
@@ -46,6 +50,10 @@ pub trait RevocationAdmin: Send + Sync + 'static {
     /// Imports a CloudFront KeyValueStore JSON document into `store`; returns how many
     /// entries were imported.
     fn import(&self, store: &str, json: &[u8]) -> Result<usize, AdminError>;
+    /// The reload and status side (`POST /reload`, `GET /status`), if the backend has one.
+    fn control(&self) -> Option<&dyn ControlAdmin> {
+        None
+    }
 }
 
 /// What `/metrics` and `/readyz` report, set with [`AdminServer::observe`]. Until it is set
@@ -60,7 +68,8 @@ pub trait Observe: Send + Sync + 'static {
 /// An error from a [`RevocationAdmin`] operation, carrying the HTTP status to answer with.
 ///
 /// Conventionally `404` for an unknown store, `400` for an invalid serial, value or import
-/// document and `500` for a persistence failure. A status outside `400..=599` is answered
+/// document, `409` for a read-only store (read from an object URL) and `500` for a
+/// persistence failure. A status outside `400..=599` is answered
 /// as `500`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (HTTP {status})")]

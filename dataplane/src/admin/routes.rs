@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-use super::{AdminError, Observe, RevocationAdmin};
+use super::{control, AdminError, Observe, RevocationAdmin};
 
 /// Content type of JSON responses.
 const JSON: &str = "application/json";
@@ -50,7 +50,7 @@ impl Response {
         Response::json(status, &json!({ "error": message }))
     }
 
-    fn method_not_allowed(allow: &'static str) -> Response {
+    pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
         Response {
             allow: Some(allow),
             ..Response::error(405, "method not allowed")
@@ -120,6 +120,9 @@ pub(crate) fn handle(
             ("GET", None) => Response::error(503, "metrics are not available yet"),
             _ => Response::method_not_allowed("GET"),
         },
+        [route] if control::is_route(route) => {
+            respond(|| Ok(control::handle(backend, method, route)))
+        }
         [revocations, store, last] if revocations == "revocations" => {
             // The literal (undecoded) segment `import` selects the import route for POST;
             // other methods treat it as a serial like any other.

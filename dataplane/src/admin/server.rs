@@ -9,7 +9,8 @@
 //! most [`MAX_BODY_BYTES`] (`413` beyond). With a token configured, every request but
 //! `GET /healthz` and `GET /readyz` must carry `Authorization: Bearer <token>`, checked before
 //! the body is read (`401` otherwise). Bodies need `Content-Length` (`411` without it on
-//! `PUT`/`POST`, and for any `Transfer-Encoding`). Every response is JSON with
+//! `PUT`, and for any `Transfer-Encoding`; a `POST` without it has an empty body, as in
+//! RFC 9112, so that `curl -X POST .../reload` works). Every response is JSON with
 //! `Content-Length` and `Connection: close`.
 
 use std::collections::HashMap;
@@ -680,7 +681,7 @@ fn framing(method: &str, headers: &[httparse::Header<'_>]) -> Result<Framing, Re
             return Err(respond(413, "request body too large"));
         }
         Some(length) => length,
-        None if matches!(method, "PUT" | "POST") => {
+        None if method == "PUT" => {
             return Err(respond(411, "Content-Length required"));
         }
         None => 0,

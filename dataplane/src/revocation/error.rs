@@ -17,6 +17,15 @@ pub enum RevocationError {
     /// The import document is malformed; nothing was changed.
     #[error("invalid import: {}", .0.join("; "))]
     InvalidImport(Vec<String>),
+    /// The store comes from an object URL: the object store is the source of truth, and the
+    /// admin API only reads it.
+    #[error("revocation store {store:?} is read-only here: it is read from {url}; change the object there")]
+    ReadOnly {
+        /// The store's name.
+        store: String,
+        /// The object URL it is read from.
+        url: String,
+    },
     /// The store file could not be written; memory was left unchanged.
     #[error("cannot write revocation store file {}: {source}", path.display())]
     Persist {
@@ -30,11 +39,13 @@ pub enum RevocationError {
 
 impl RevocationError {
     /// The HTTP status an admin API should answer with: 404 for an unknown
-    /// store, 400 for invalid input, 500 when persisting failed.
+    /// store, 400 for invalid input, 409 for a read-only store, 500 when
+    /// persisting failed.
     pub fn http_status(&self) -> u16 {
         match self {
             Self::UnknownStore(_) => 404,
             Self::InvalidSerial(_) | Self::InvalidValue(_) | Self::InvalidImport(_) => 400,
+            Self::ReadOnly { .. } => 409,
             Self::Persist { .. } => 500,
         }
     }

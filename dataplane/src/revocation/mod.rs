@@ -1,10 +1,13 @@
 //! Certificate revocation at run time.
 //!
-//! [`RevocationState`] holds the revocation stores (serial → reason maps,
-//! CloudFront KeyValueStore style, any issuer), a cache of verdicts and an
-//! epoch counter. Each TLS snapshot takes a [`SiteRevocation`] per site
-//! ([`RevocationState::site_scope`]); the handshake asks
-//! [`RevocationState::check`] for every certificate of the client chain.
+//! A [`RevocationView`] holds one configuration generation's revocation
+//! stores (serial → reason maps, CloudFront KeyValueStore style, any issuer)
+//! and a [`SiteRevocation`] scope per site, built from that configuration
+//! alone ([`RevocationView::stage`]) and carried by the generation's TLS
+//! snapshot. [`RevocationState`] holds the live view (published when its
+//! snapshot goes live), a cache of verdicts and an epoch counter; the
+//! handshake asks [`RevocationState::check`] for every certificate of the
+//! client chain with its snapshot's scope.
 //!
 //! - Reads are lock-free: store maps are persistent maps behind `ArcSwap`,
 //!   verdicts live in a shared concurrent cache (moka) keyed by a
@@ -14,7 +17,9 @@
 //! - Writes (admin API: [`RevocationState::put`], `delete`, `import`)
 //!   rewrite the store file atomically first, then swap the map, drop the
 //!   affected cached verdicts and bump the [epoch](RevocationState::epoch)
-//!   that workers watch to re-check open connections.
+//!   that workers watch to re-check open connections. Publishing a view
+//!   drops every cached verdict and bumps the epoch too; open connections are
+//!   re-checked against the live view of their site.
 //! - A stale CRL (past nextUpdate) under the deny policy fails closed; this
 //!   is evaluated on every check, so a cached verdict never outlives it.
 
@@ -22,11 +27,12 @@ mod cache;
 mod error;
 mod freshness;
 mod local_cache;
-mod persist;
+pub(crate) mod persist;
 mod scope;
 mod serial;
 mod state;
 mod store;
+mod view;
 
 #[cfg(test)]
 mod tests;
@@ -36,7 +42,8 @@ use std::sync::Arc;
 pub use cache::CacheSettings;
 pub use error::RevocationError;
 pub use scope::SiteRevocation;
-pub use state::RevocationState;
+pub use state::{RevocationState, WritesLock};
+pub use view::{RevocationView, StoreSummary};
 
 /// The revocation verdict for one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

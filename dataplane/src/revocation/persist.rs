@@ -1,5 +1,5 @@
-//! Atomic replacement of a store file: temporary file in the same directory,
-//! fsync, rename over the target, fsync of the directory.
+//! Atomic replacement of a file (revocation stores, cached remote objects): temporary file in
+//! the same directory, fsync, rename over the target, fsync of the directory.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -12,10 +12,25 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Replaces the file at `path` with `contents` so that a crash leaves either
 /// the old or the new file, never a partial one.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, None)
+}
+
+/// Like [`write_atomically`], but the file is readable by its owner only (mode 0600), whatever
+/// the file it replaces allowed: for copies that may hold private keys.
+pub(crate) fn write_private_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, Some(0o600))
+}
+
+/// Writes `contents` to a temporary sibling (created with `mode`, or given the permissions of
+/// the file it replaces), then renames it over `path`.
+fn replace(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
     let dir = parent_dir(path);
     let temp = temp_path(path, &dir);
-    let written = write_synced(&temp, contents)
-        .and_then(|()| keep_permissions(path, &temp))
+    let written = write_synced(&temp, contents, mode.unwrap_or(0o666))
+        .and_then(|()| match mode {
+            Some(_) => Ok(()),
+            None => keep_permissions(path, &temp),
+        })
         .and_then(|()| fs::rename(&temp, path));
     if let Err(error) = written {
         // Best effort: the temporary file is garbage whatever happened.
@@ -43,9 +58,15 @@ fn temp_path(path: &Path, dir: &Path) -> PathBuf {
     dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()))
 }
 
-/// Creates `temp` (which must not exist), writes `contents` and fsyncs it.
-fn write_synced(temp: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(temp)?;
+/// Creates `temp` (which must not exist) with `mode` (less the umask), writes `contents` and
+/// fsyncs it.
+fn write_synced(temp: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(temp)?;
     file.write_all(contents)?;
     file.sync_all()
 }

@@ -45,7 +45,7 @@ impl IssuerCrls {
 }
 
 /// Immutable revocation settings of one site, built with its TLS snapshot
-/// by [`super::RevocationState::site_scope`]. Cheap to clone.
+/// by [`super::RevocationView::stage`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SiteRevocation {
     inner: Arc<ScopeInner>,
@@ -104,7 +104,37 @@ impl SiteRevocation {
         }
     }
 
-    /// The scope's unique id (distinct for every call of `site_scope`).
+    /// The same store, CRLs and settings under a new scope id: none of this scope's cached
+    /// verdicts apply to it (benchmarks use it to measure cache misses).
+    pub fn with_new_id(&self) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(ScopeInner {
+                id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
+                store: inner.store.clone(),
+                issuers: inner
+                    .issuers
+                    .iter()
+                    .map(|issuer| IssuerCrls {
+                        issuer_name_der: issuer.issuer_name_der.clone(),
+                        crls: issuer
+                            .crls
+                            .iter()
+                            .map(|crl| Crl {
+                                snapshot: Arc::clone(&crl.snapshot),
+                                reason: Arc::clone(&crl.reason),
+                                by: crl.by.clone(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                crl_expired: inner.crl_expired,
+                revoke_open_connections: inner.revoke_open_connections,
+            }),
+        }
+    }
+
+    /// The scope's unique id (distinct for every scope built).
     pub fn id(&self) -> u64 {
         self.inner.id
     }

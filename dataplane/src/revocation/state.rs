@@ -1,16 +1,16 @@
 //! [`RevocationState`]: the process-wide stores, the verdict cache, the
 //! epoch, and the admin mutations.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use portcullis_config::revocation::{
     normalize_serial, parse_import_json, CrlExpiredPolicy, MAX_VALUE_BYTES,
 };
-use portcullis_config::{SiteSnapshot, Snapshot};
+use portcullis_config::{ConfigErrors, Snapshot};
 
 use super::cache::{
     CacheKey, CacheSettings, CachedVerdict, VerdictCache, Versioned, NO_CRL_ISSUER,
@@ -21,29 +21,33 @@ use super::local_cache;
 use super::scope::{IssuerCrls, SiteRevocation};
 use super::serial;
 use super::store::{Interner, Store};
+use super::view::RevocationView;
 use super::{RevokedBy, Verdict};
 use crate::telemetry::metrics::revocation_lookup;
 
-/// The stores of the current configuration.
-#[derive(Default)]
-struct Registry {
-    /// `by_index[i]` is `Snapshot::revocation_stores[i]`.
-    by_index: Vec<Arc<Store>>,
-    by_name: HashMap<String, Arc<Store>>,
-}
-
-/// Process-wide revocation state: the mutable revoked-serial stores (by
-/// name, surviving configuration reloads), a cache of verdicts, and an
-/// epoch counter. Shared by all workers as `Arc`.
+/// Process-wide revocation state: the live generation's [`RevocationView`] (its stores are
+/// what the admin API changes), a cache of verdicts, and an epoch counter. Shared by all
+/// workers as `Arc`.
 pub struct RevocationState {
-    registry: ArcSwap<Registry>,
-    /// Serialises reloads (mutations serialise per store).
-    reload_lock: Mutex<()>,
+    /// The view of the live configuration generation.
+    live: ArcSwap<RevocationView>,
+    /// Serialises store mutations with each other and with reloads: a reload holds it from
+    /// reading the store files until its view is live, so no admin change falls between.
+    writes: Mutex<()>,
     cache: VerdictCache,
     /// Which cached verdicts are still current.
     freshness: Freshness,
-    /// Bumped on revoke, import and reload.
+    /// Bumped on revoke, import and publish.
     epoch: AtomicU64,
+}
+
+/// Held while store mutations must wait (see [`RevocationState::lock_writes`]).
+pub struct WritesLock<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+
+impl std::fmt::Debug for WritesLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WritesLock")
+    }
 }
 
 impl std::fmt::Debug for RevocationState {
@@ -56,82 +60,57 @@ impl std::fmt::Debug for RevocationState {
 }
 
 impl RevocationState {
-    /// The state for a configuration, with the default cache settings.
-    pub fn new(config: &Snapshot) -> Arc<Self> {
-        Self::with_cache(config, CacheSettings::default())
+    /// A state with the default cache settings and no live view yet.
+    pub fn new() -> Arc<Self> {
+        Self::with_cache(CacheSettings::default())
     }
 
-    /// The state for a configuration, with explicit cache settings.
-    pub fn with_cache(config: &Snapshot, cache: CacheSettings) -> Arc<Self> {
-        let state = Self {
-            registry: ArcSwap::from_pointee(Registry::default()),
-            reload_lock: Mutex::new(()),
+    /// A state with explicit cache settings and no live view yet.
+    pub fn with_cache(cache: CacheSettings) -> Arc<Self> {
+        Arc::new(Self {
+            live: ArcSwap::from_pointee(RevocationView::empty()),
+            writes: Mutex::new(()),
             cache: VerdictCache::new(cache),
             freshness: Freshness::new(),
             epoch: AtomicU64::new(0),
-        };
-        state.install(config);
-        Arc::new(state)
+        })
     }
 
-    /// On configuration reload: stores are re-read from the new snapshot
-    /// (the files are the source of truth since every change is persisted),
-    /// the whole cache is invalidated and the epoch bumped. Stores keep
-    /// their identity by name, so scopes built before the reload see the
-    /// new contents too.
-    pub fn reload(&self, config: &Snapshot) {
-        self.install(config);
+    /// A state whose live view is `config`'s (for tests, benchmarks and one-shot checks).
+    pub fn for_config(config: &Snapshot) -> Result<Arc<Self>, ConfigErrors> {
+        let state = Self::new();
+        let view = RevocationView::stage(config)?;
+        state.publish(Arc::new(view));
+        Ok(state)
+    }
+
+    /// Makes store mutations wait until the returned lock is dropped. A reload takes it before
+    /// it reads the store files and keeps it until its view is published, so that a change
+    /// made through the admin API is either in the files it reads or made after it.
+    pub fn lock_writes(&self) -> WritesLock<'_> {
+        WritesLock(self.writes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Makes `view` the live one (after its TLS snapshot was swapped in): the admin API and
+    /// the open-connection re-checks use it from now on. Every cached verdict is dropped and
+    /// the epoch bumped, so open connections are re-checked against the new data and sessions
+    /// issued before are not resumed.
+    pub fn publish(&self, view: Arc<RevocationView>) {
+        self.live.store(view);
         self.freshness.all_changed();
         self.cache.invalidate_all();
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Builds the registry for `config`, reusing stores by name.
-    fn install(&self, config: &Snapshot) {
-        let _reloading = self
-            .reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let old = self.registry.load_full();
-        let mut registry = Registry::default();
-        for snapshot in &config.revocation_stores {
-            let store = match old.by_name.get(&snapshot.name) {
-                Some(store) => {
-                    store.replace_from(snapshot);
-                    Arc::clone(store)
-                }
-                None => Arc::new(Store::from_snapshot(snapshot)),
-            };
-            registry
-                .by_name
-                .insert(snapshot.name.clone(), Arc::clone(&store));
-            registry.by_index.push(store);
-        }
-        self.registry.store(Arc::new(registry));
+    /// The live view.
+    pub fn live(&self) -> Arc<RevocationView> {
+        self.live.load_full()
     }
 
-    /// The per-site view, built when the TLS snapshot is built (after
-    /// [`RevocationState::new`] or [`RevocationState::reload`] with the
-    /// snapshot `site` belongs to). Every call returns a new scope id.
-    pub fn site_scope(&self, site: &SiteSnapshot) -> SiteRevocation {
-        let mtls = &site.mtls;
-        let store = mtls.revocation_store.and_then(|index| {
-            let store = self.registry.load().by_index.get(index).cloned();
-            if store.is_none() {
-                tracing::error!(
-                    site = %site.name,
-                    index,
-                    "site refers to a revocation store missing from the loaded configuration"
-                );
-            }
-            store
-        });
-        SiteRevocation::new(
-            store,
-            &mtls.crls,
-            mtls.crl_expired,
-            mtls.revoke_open_connections,
-        )
+    /// The live generation's scope of the site called `name` (None when the live
+    /// configuration has no such site).
+    pub fn live_site_scope(&self, name: &str) -> Option<SiteRevocation> {
+        self.live.load().site(name).cloned()
     }
 
     /// The verdict for one certificate of a presented chain.
@@ -205,7 +184,7 @@ impl RevocationState {
         verdict
     }
 
-    /// The revocation epoch: bumped on every revoke, import and reload (not
+    /// The revocation epoch: bumped on every revoke, import and publish (not
     /// on unrevoke). Workers compare it to re-check open connections.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
@@ -216,7 +195,8 @@ impl RevocationState {
     /// serial's cached verdicts are dropped and the epoch bumped. Putting
     /// the value already stored changes nothing.
     pub fn put(&self, store: &str, serial: &str, value: &str) -> Result<(), RevocationError> {
-        let store = self.store(store)?;
+        let _writes = self.lock_writes();
+        let store = self.writable_store(store)?;
         let magnitude = parse_serial(serial)?;
         check_value_length(value)?;
         store.check_value(value)?;
@@ -241,7 +221,8 @@ impl RevocationState {
     /// file is rewritten (only if it changes) before memory changes. Does
     /// not bump the epoch: un-revoking never closes a connection.
     pub fn delete(&self, store: &str, serial: &str) -> Result<bool, RevocationError> {
-        let store = self.store(store)?;
+        let _writes = self.lock_writes();
+        let store = self.writable_store(store)?;
         let magnitude = parse_serial(serial)?;
         let existed = store.update(|entries| {
             let existed = entries.remove(&magnitude).is_some();
@@ -266,7 +247,8 @@ impl RevocationState {
     /// replace existing ones. A malformed document changes nothing. Returns
     /// the number of (distinct) entries imported.
     pub fn import(&self, store: &str, json: &[u8]) -> Result<usize, RevocationError> {
-        let store = self.store(store)?;
+        let _writes = self.lock_writes();
+        let store = self.writable_store(store)?;
         let imported = parse_import_json(json).map_err(RevocationError::InvalidImport)?;
         let mut rows = Vec::with_capacity(imported.len());
         let mut errors = Vec::new();
@@ -297,11 +279,9 @@ impl RevocationState {
         Ok(count)
     }
 
-    /// Names of the configured stores, sorted.
+    /// Names of the live configuration's stores, sorted.
     pub fn store_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.registry.load().by_name.keys().cloned().collect();
-        names.sort();
-        names
+        self.live.load().store_names()
     }
 
     /// Number of revoked serials in `store`.
@@ -315,14 +295,25 @@ impl RevocationState {
         self.cache.entry_count()
     }
 
-    /// The store called `name`.
+    /// The live store called `name`.
     fn store(&self, name: &str) -> Result<Arc<Store>, RevocationError> {
-        self.registry
+        self.live
             .load()
-            .by_name
-            .get(name)
+            .store(name)
             .cloned()
             .ok_or_else(|| RevocationError::UnknownStore(name.to_owned()))
+    }
+
+    /// The live store called `name`, if the admin API may change it.
+    fn writable_store(&self, name: &str) -> Result<Arc<Store>, RevocationError> {
+        let store = self.store(name)?;
+        if !store.is_writable() {
+            return Err(RevocationError::ReadOnly {
+                store: name.to_owned(),
+                url: store.source(),
+            });
+        }
+        Ok(store)
     }
 }
 

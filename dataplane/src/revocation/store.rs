@@ -21,6 +21,11 @@ pub(crate) type Entries = imbl::HashMap<Box<[u8]>, Arc<str>>;
 struct StoreFile {
     path: PathBuf,
     format: StoreFormat,
+    /// The object URL of a store read from an object store (read-only here).
+    object_url: Option<String>,
+    /// SHA-256 of what the admin API last wrote to the file, so that the file watcher can
+    /// tell its own writes from outside changes.
+    written_sha256: Option<[u8; 32]>,
 }
 
 /// A revocation store shared by every site that names it.
@@ -51,6 +56,8 @@ impl Store {
             file: Mutex::new(StoreFile {
                 path: snapshot.path.clone(),
                 format: snapshot.format,
+                object_url: snapshot.object_url.clone(),
+                written_sha256: None,
             }),
         }
     }
@@ -65,13 +72,29 @@ impl Store {
         Arc::clone(&self.name)
     }
 
-    /// Replaces file location, format and contents with those of a newer
-    /// configuration snapshot (on reload).
-    pub(crate) fn replace_from(&self, snapshot: &RevocationStoreSnapshot) {
-        let mut file = self.lock_file();
-        file.path = snapshot.path.clone();
-        file.format = snapshot.format;
-        self.entries.store(Arc::new(entries_of(snapshot)));
+    /// Where the store comes from (its file path or object URL), for messages and the status
+    /// page.
+    pub(crate) fn source(&self) -> String {
+        let file = self.lock_file();
+        match &file.object_url {
+            Some(url) => url.clone(),
+            None => file.path.display().to_string(),
+        }
+    }
+
+    /// Whether the admin API may change the store: not when it is read from an object URL
+    /// (the object store is the source of truth for the fleet).
+    pub(crate) fn is_writable(&self) -> bool {
+        self.lock_file().object_url.is_none()
+    }
+
+    /// The local file and the SHA-256 of what the admin API last wrote to it, if it did.
+    pub(crate) fn written_file(&self) -> Option<(PathBuf, [u8; 32])> {
+        let file = self.lock_file();
+        let digest = file.written_sha256?;
+        file.object_url
+            .is_none()
+            .then(|| (file.path.clone(), digest))
     }
 
     /// The value of a revoked serial (magnitude bytes). Lock-free and
@@ -103,7 +126,7 @@ impl Store {
         &self,
         change: impl FnOnce(&mut Entries) -> (R, bool),
     ) -> Result<R, RevocationError> {
-        let file = self.lock_file();
+        let mut file = self.lock_file();
         let mut next = Entries::clone(&self.entries.load());
         let (result, changed) = change(&mut next);
         if changed {
@@ -112,6 +135,7 @@ impl Store {
                 path: file.path.clone(),
                 source,
             })?;
+            file.written_sha256 = Some(portcullis_config::sources::sha256(&contents));
             self.entries.store(Arc::new(next));
         }
         Ok(result)

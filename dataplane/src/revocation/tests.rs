@@ -13,7 +13,7 @@ use portcullis_config::revocation::{
 use portcullis_config::{MtlsSettings, Snapshot};
 use tempfile::TempDir;
 
-use super::{RevocationError, RevocationState, RevokedBy, SiteRevocation, Verdict};
+use super::{RevocationError, RevocationState, RevocationView, RevokedBy, SiteRevocation, Verdict};
 use crate::pki::DemoPki;
 
 const ISSUER_A: &[u8] = b"\x30\x0bissuer-a-dn";
@@ -74,6 +74,7 @@ fn load_store(
         index,
         name: name.to_owned(),
         path: path.to_path_buf(),
+        object_url: None,
         format,
         entries: format.parse(&bytes).expect("parse store"),
     }
@@ -101,15 +102,37 @@ fn with_store(
     let path = fixture.path("main.json");
     fs::write(&path, contents).expect("write store");
     let config = fixture.config(&[("main", &path, StoreFormat::Json)], |m| {
-        m.revocation_store = Some(0);
+        m.revocation_store = Some("main".to_owned());
     });
-    let state = RevocationState::new(&config);
-    let scope = state.site_scope(&config.sites[0]);
+    let state = RevocationState::for_config(&config).expect("revocation state");
+    let scope = scope_of(&state, &config);
     (state, scope, path)
+}
+
+/// The live scope of the configuration's site.
+fn scope_of(state: &RevocationState, config: &Snapshot) -> SiteRevocation {
+    state
+        .live_site_scope(&config.sites[0].name)
+        .expect("the site has a live scope")
+}
+
+/// What a reload does to the revocation state: stage from the configuration alone, publish.
+fn reload(state: &RevocationState, config: &Snapshot) {
+    let _writes = state.lock_writes();
+    let view = RevocationView::stage(config).expect("stage");
+    state.publish(Arc::new(view));
 }
 
 /// A revocation by the store `main`, or (for a `crl ...` reason) by a CRL of the tests'
 /// CRL issuer `CN=test`.
+/// A revocation by the store called `store`.
+fn revoked_in(reason: &str, store: &str) -> Verdict {
+    Verdict::Revoked {
+        reason: Arc::from(reason),
+        by: RevokedBy::Store(Arc::from(store)),
+    }
+}
+
 fn revoked(reason: &str) -> Verdict {
     let by = if reason.starts_with("crl ") {
         RevokedBy::Crl {
@@ -215,10 +238,10 @@ fn changes_are_persisted_in_the_store_format() {
 
     // A new process reading the rewritten file sees the change.
     let config = fixture.config(&[("main", &path, StoreFormat::Json)], |m| {
-        m.revocation_store = Some(0);
+        m.revocation_store = Some("main".to_owned());
     });
-    let restarted = RevocationState::new(&config);
-    let scope = restarted.site_scope(&config.sites[0]);
+    let restarted = RevocationState::for_config(&config).expect("revocation state");
+    let scope = scope_of(&restarted, &config);
     let now = SystemTime::now();
     assert_eq!(
         restarted.check(&scope, ISSUER_A, &[0xff], now),
@@ -236,9 +259,9 @@ fn text_stores_are_rewritten_as_text_and_refuse_line_breaks() {
     let path = fixture.path("main.txt");
     fs::write(&path, "# revoked serials\n0a lost\n").expect("write store");
     let config = fixture.config(&[("main", &path, StoreFormat::Text)], |m| {
-        m.revocation_store = Some(0);
+        m.revocation_store = Some("main".to_owned());
     });
-    let state = RevocationState::new(&config);
+    let state = RevocationState::for_config(&config).expect("revocation state");
     state.put("main", "b", "").expect("put empty value");
     assert_eq!(fs::read_to_string(&path).expect("read"), "a lost\nb\n");
     let error = state
@@ -312,8 +335,8 @@ fn crl_revokes_only_for_its_issuer() {
     let config = fixture.config(&[], |m| {
         m.crls = vec![crl(ISSUER_A, &["abc", "1"], None)];
     });
-    let state = RevocationState::new(&config);
-    let scope = state.site_scope(&config.sites[0]);
+    let state = RevocationState::for_config(&config).expect("revocation state");
+    let scope = scope_of(&state, &config);
     let now = SystemTime::now();
     let reason = "crl /crls/abc-1.crl";
     assert_eq!(
@@ -356,8 +379,8 @@ fn crl_matches_a_real_certificates_issuer_and_serial() {
     let config = fixture.config(&[], |m| {
         m.crls = vec![crl(issuer, &[normal.as_str()], None)];
     });
-    let state = RevocationState::new(&config);
-    let scope = state.site_scope(&config.sites[0]);
+    let state = RevocationState::for_config(&config).expect("revocation state");
+    let scope = scope_of(&state, &config);
     let now = SystemTime::now();
     assert!(state.check(&scope, issuer, serial, now).is_denied());
     // Same serial under another issuer is not covered by that CRL.
@@ -381,8 +404,8 @@ fn expired_crl_fails_closed_under_deny_only() {
             m.crls = vec![crl(ISSUER_A, &["5"], Some(next_update))];
             m.crl_expired = policy;
         });
-        let state = RevocationState::new(&config);
-        let scope = state.site_scope(&config.sites[0]);
+        let state = RevocationState::for_config(&config).expect("revocation state");
+        let scope = scope_of(&state, &config);
         // Fresh: good, and that verdict is now cached.
         assert_eq!(state.check(&scope, ISSUER_A, &[0x07], now), Verdict::Good);
         // The cached verdict does not outlive nextUpdate.
@@ -486,10 +509,10 @@ fn failed_persist_leaves_memory_unchanged() {
     let path = sub.join("main.json");
     fs::write(&path, EMPTY_JSON).expect("write");
     let config = fixture.config(&[("main", &path, StoreFormat::Json)], |m| {
-        m.revocation_store = Some(0);
+        m.revocation_store = Some("main".to_owned());
     });
-    let state = RevocationState::new(&config);
-    let scope = state.site_scope(&config.sites[0]);
+    let state = RevocationState::for_config(&config).expect("revocation state");
+    let scope = scope_of(&state, &config);
     fs::remove_dir_all(&sub).expect("remove store dir");
     let epoch = state.epoch();
     let error = state.put("main", "1", "x").expect_err("cannot persist");
@@ -517,25 +540,25 @@ fn reload_rereads_stores_and_invalidates_old_verdicts() {
     // The file changes behind our back (e.g. an operator edits it).
     fs::write(&path, r#"{"data":[{"key":"9","value":"edited"}]}"#).expect("edit");
     let config = fixture.config(&[("main", &path, StoreFormat::Json)], |m| {
-        m.revocation_store = Some(0);
+        m.revocation_store = Some("main".to_owned());
     });
     let epoch = state.epoch();
-    state.reload(&config);
+    reload(&state, &config);
     assert_eq!(state.epoch(), epoch + 1);
-    let new_scope = state.site_scope(&config.sites[0]);
+    let new_scope = scope_of(&state, &config);
     assert_ne!(new_scope.id(), old_scope.id());
     assert_eq!(
         state.check(&new_scope, ISSUER_A, &[0x09], now),
         revoked("edited")
     );
-    // The store survived by name: the old scope sees the new contents.
+    // The old generation keeps its own data: a handshake that started on it finishes on it.
     assert_eq!(
         state.check(&old_scope, ISSUER_A, &[0x09], now),
-        revoked("edited")
+        Verdict::Good
     );
 
     // A reload without the store removes it from the admin API.
-    state.reload(&fixture.config(&[], |_| {}));
+    reload(&state, &fixture.config(&[], |_| {}));
     assert!(state.store_names().is_empty());
     assert!(matches!(
         state.get("main", "9"),
@@ -547,8 +570,8 @@ fn reload_rereads_stores_and_invalidates_old_verdicts() {
 fn site_without_revocation_checks_nothing() {
     let fixture = Fixture::new();
     let config = fixture.config(&[], |_| {});
-    let state = RevocationState::new(&config);
-    let scope = state.site_scope(&config.sites[0]);
+    let state = RevocationState::for_config(&config).expect("revocation state");
+    let scope = scope_of(&state, &config);
     assert!(!scope.is_enabled());
     assert_eq!(
         state.check(&scope, ISSUER_A, &[1], SystemTime::now()),
@@ -610,7 +633,7 @@ fn put_drops_exactly_the_serials_shared_cache_entries() {
         )
         .expect("import");
     assert_eq!(state.cached_verdicts(), 7);
-    state.reload(&fixture.config(&[], |_| {}));
+    reload(&state, &fixture.config(&[], |_| {}));
     assert_eq!(state.cached_verdicts(), 0);
 }
 
@@ -641,4 +664,88 @@ fn verdicts_cached_by_one_thread_are_current_on_another() {
         std::thread::spawn(move || state.check(&scope, ISSUER_A, &[0x77], now))
     };
     assert_eq!(other.join().expect("thread"), revoked("admin"));
+}
+
+/// Writes a JSON store revoking `serial` (one byte) with `reason`, returns its path.
+fn store_file(fixture: &Fixture, file: &str, serial: u8, reason: &str) -> PathBuf {
+    let path = fixture.path(file);
+    fs::write(
+        &path,
+        format!(r#"{{"data":[{{"key":"{serial:x}","value":"{reason}"}}]}}"#),
+    )
+    .expect("write store");
+    path
+}
+
+#[test]
+fn staging_resolves_stores_by_name_whatever_their_position() {
+    let fixture = Fixture::new();
+    let a = store_file(&fixture, "a.json", 0x0a, "in a");
+    let b = store_file(&fixture, "b.json", 0x0b, "in b");
+    let c = store_file(&fixture, "c.json", 0x0c, "in c");
+    let now = SystemTime::now();
+    let verdicts = |config: &Snapshot| {
+        let view = RevocationView::stage(config).expect("stage");
+        let state = RevocationState::new();
+        let scope = view.site(&config.sites[0].name).expect("scope").clone();
+        [0x0a, 0x0b, 0x0c].map(|serial| state.check(&scope, ISSUER_A, &[serial], now))
+    };
+    let uses = |name: &str| {
+        let name = name.to_owned();
+        move |m: &mut MtlsSettings| m.revocation_store = Some(name)
+    };
+    let json = StoreFormat::Json;
+    // Reordered, with stores before and after: the site gets the store it names.
+    for stores in [
+        vec![("a", &a, json), ("b", &b, json)],
+        vec![("b", &b, json), ("a", &a, json)],
+        vec![("c", &c, json), ("b", &b, json), ("a", &a, json)],
+    ] {
+        let stores: Vec<(&str, &Path, StoreFormat)> = stores
+            .into_iter()
+            .map(|(n, p, f)| (n, p.as_path(), f))
+            .collect();
+        assert_eq!(
+            verdicts(&fixture.config(&stores, uses("b"))),
+            [Verdict::Good, revoked_in("in b", "b"), Verdict::Good],
+            "{:?}",
+            stores.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
+    }
+    // Renamed: the new name with whatever file it now has.
+    assert_eq!(
+        verdicts(&fixture.config(&[("renamed", &c, json)], uses("renamed"))),
+        [Verdict::Good, Verdict::Good, revoked_in("in c", "renamed")]
+    );
+}
+
+#[test]
+fn an_unresolved_store_refuses_the_whole_view() {
+    let fixture = Fixture::new();
+    let a = store_file(&fixture, "a.json", 0x0a, "in a");
+    let config = fixture.config(&[("a", &a, StoreFormat::Json)], |m| {
+        m.revocation_store = Some("gone".to_owned());
+    });
+    let errors = RevocationView::stage(&config).expect_err("unresolved store");
+    assert_eq!(errors.len(), 1);
+    let error = &errors.0[0];
+    assert_eq!(error.key, "site[0].mtls.revocation_store");
+    assert!(error.reason.contains("\"gone\""), "{error}");
+}
+
+#[test]
+fn publishing_a_view_keeps_runtime_revocations_through_the_file() {
+    let fixture = Fixture::new();
+    let (state, _, path) = with_store(&fixture, EMPTY_JSON);
+    state.put("main", "42", "runtime").expect("put");
+    let config = fixture.config(&[("main", &path, StoreFormat::Json)], |m| {
+        m.revocation_store = Some("main".to_owned());
+    });
+    reload(&state, &config);
+    let scope = scope_of(&state, &config);
+    assert_eq!(
+        state.check(&scope, ISSUER_A, &[0x42], SystemTime::now()),
+        revoked("runtime")
+    );
+    assert_eq!(state.store_len("main").expect("len"), 1);
 }

@@ -5,8 +5,9 @@
 //! connections start on a front context whose ClientHello callback picks the site by SNI,
 //! switches the connection to the site's context and sets the per-connection verify mode.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::SystemTime;
 
 use boring::ex_data::Index;
@@ -15,16 +16,18 @@ use boring::ssl::{
     AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder, SslMethod, SslRef,
     SslSessionCacheMode, SslVersion,
 };
-use boring::x509::store::{X509Store, X509StoreBuilder};
 use boring::x509::X509;
-use portcullis_config::{AppProtocol, ConfigError, ConfigErrors, SiteSnapshot, Snapshot};
+use portcullis_config::{
+    AppProtocol, ConfigError, ConfigErrors, SiteSnapshot, Snapshot, TrustAnchor,
+};
 
 use super::ext;
 use super::policy::ViewerPolicy;
 use super::refusal::{alert, Refusal};
+use super::trust::TrustAnchors;
 use super::verify::verify_chain;
 use super::viewer_identity::{HandshakeRecord, SiteRevocationCheck};
-use crate::revocation::RevocationState;
+use crate::revocation::{RevocationState, RevocationView};
 
 /// TLS 1.2 suites: forward secret AEADs only (TLS 1.3 suites are BoringSSL's fixed set).
 const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
@@ -45,8 +48,9 @@ pub struct SiteTls {
     pub policy: ViewerPolicy,
     /// Revocation checks for its viewers.
     pub revocation: SiteRevocationCheck,
-    /// The viewer trust store (roots and intermediates of `mtls.trust_store`).
-    trust: X509Store,
+    /// The viewer trust anchors (roots and intermediates of `mtls.trust_store`), shared with
+    /// other generations that have the same anchors.
+    trust: Arc<TrustAnchors>,
     /// Session id context prefix; the revocation epoch completes it, so that sessions issued
     /// before any revocation change are not resumed (the client gets a full, checked handshake).
     sid_prefix: [u8; 24],
@@ -72,12 +76,39 @@ impl std::fmt::Debug for SiteTls {
     }
 }
 
-/// The TLS side of a configuration snapshot: what workers use to accept connections.
+/// The TLS side of a configuration snapshot: what workers use to accept connections. It
+/// carries its own revocation view, so one atomic swap of the snapshot changes trust stores,
+/// sites and revocation data together.
 pub struct TlsSnapshot {
     /// The configuration this was built from.
     pub config: Arc<Snapshot>,
+    /// The configuration generation (1 for the configuration started with, then one more per
+    /// committed reload; 0 until the control plane numbers it).
+    pub generation: u64,
     sites: Arc<[Arc<SiteTls>]>,
     front: SslContext,
+    revocation: Arc<RevocationView>,
+    _live: LiveSnapshot,
+}
+
+/// Number of [`TlsSnapshot`]s alive in the process (the live one, staged ones, and old ones
+/// that open connections still hold).
+static LIVE_SNAPSHOTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one snapshot in [`LIVE_SNAPSHOTS`] for as long as it lives.
+struct LiveSnapshot;
+
+impl LiveSnapshot {
+    fn new() -> Self {
+        LIVE_SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for LiveSnapshot {
+    fn drop(&mut self) {
+        LIVE_SNAPSHOTS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for TlsSnapshot {
@@ -107,19 +138,31 @@ fn site_index() -> Index<Ssl, Arc<SiteTls>> {
 }
 
 impl TlsSnapshot {
-    /// Builds every site's context, with revocation checks against `revocation`. Errors name
-    /// the file and configuration key at fault.
+    /// Builds every site's context, with revocation checks against `revocation` under the
+    /// scopes of `view` (staged from the same configuration). Errors name the file and
+    /// configuration key at fault; a site without a scope in `view` is refused (fail closed).
     pub fn build(
         config: Arc<Snapshot>,
         revocation: &Arc<RevocationState>,
+        view: Arc<RevocationView>,
     ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         let mut sites = Vec::with_capacity(config.sites.len());
         for site in &config.sites {
-            let check =
-                SiteRevocationCheck::new(Arc::clone(revocation), revocation.site_scope(site));
-            match site_context_builder(site) {
-                Ok(SiteContext { builder, trust }) => {
+            let Some(scope) = view.site(&site.name) else {
+                errors.push(ConfigError {
+                    file: config.source.clone(),
+                    key: format!("{}.mtls", site.key_prefix),
+                    reason: "no revocation scope was staged for this site".to_owned(),
+                });
+                continue;
+            };
+            let check = SiteRevocationCheck::new(Arc::clone(revocation), scope.clone(), &site.name);
+            match site_context_builder(site, true) {
+                Ok(SiteContext {
+                    builder,
+                    trust: Some(trust),
+                }) => {
                     let sid =
                         boring::sha::sha256(format!("{}\0{}", site.index, site.name).as_bytes());
                     let mut sid_prefix = [0u8; 24];
@@ -134,6 +177,14 @@ impl TlsSnapshot {
                         context: builder.build(),
                     }));
                 }
+                Ok(SiteContext { trust: None, .. }) => {
+                    // Unreachable: a site context is always built with its trust anchors.
+                    errors.push(ConfigError {
+                        file: config.source.clone(),
+                        key: format!("{}.mtls.trust_store", site.key_prefix),
+                        reason: "internal error: no trust store was built".to_owned(),
+                    });
+                }
                 Err(mut e) => errors.append(&mut e),
             }
         }
@@ -142,7 +193,10 @@ impl TlsSnapshot {
         }
         let sites: Arc<[Arc<SiteTls>]> = sites.into();
         let default_site = &sites[config.default_site];
-        let mut front = site_context_builder(&default_site.config)
+        // The front context only selects the site (its ClientHello callback switches every
+        // connection to the site's context before any certificate is requested or checked), so
+        // it gets no trust anchors and no CA names.
+        let mut front = site_context_builder(&default_site.config, false)
             .map_err(ConfigErrors)?
             .builder;
         let selector_config = Arc::clone(&config);
@@ -165,9 +219,23 @@ impl TlsSnapshot {
         ext::set_num_tickets(&mut front, 1);
         Ok(Self {
             config,
+            generation: 0,
             sites,
             front: front.build(),
+            revocation: view,
+            _live: LiveSnapshot::new(),
         })
+    }
+
+    /// The revocation view this snapshot's sites check against.
+    pub fn revocation_view(&self) -> &Arc<RevocationView> {
+        &self.revocation
+    }
+
+    /// Number of TLS snapshots alive in the process: the live one, any being staged, and old
+    /// ones still held by open connections. Old snapshots go when their last connection ends.
+    pub fn live_count() -> usize {
+        LIVE_SNAPSHOTS.load(Ordering::Relaxed)
     }
 
     /// A new server-side TLS session for an accepted connection.
@@ -198,10 +266,38 @@ impl TlsSnapshot {
     }
 }
 
-/// A site's context under construction and the trust store its verify callback uses.
+/// A site's context under construction and the trust anchors its verify callback uses (none
+/// for the front context).
 struct SiteContext {
     builder: SslContextBuilder,
-    trust: X509Store,
+    trust: Option<Arc<TrustAnchors>>,
+}
+
+/// Trust anchors by the SHA-256 of their DER, while some snapshot uses them: a reload whose
+/// bundle did not change reuses them instead of parsing them again.
+fn trust_cache() -> &'static Mutex<HashMap<[u8; 32], Weak<TrustAnchors>>> {
+    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], Weak<TrustAnchors>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The parsed and indexed `anchors`: from the cache when another snapshot already built them.
+fn trust_anchors(anchors: &[TrustAnchor]) -> Result<Arc<TrustAnchors>, Vec<(usize, String)>> {
+    let mut digest = boring::sha::Sha256::new();
+    for anchor in anchors {
+        digest.update(&(anchor.der.len() as u64).to_be_bytes());
+        digest.update(&anchor.der);
+    }
+    let key = digest.finish();
+    let mut cache = trust_cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(trust) = cache.get(&key).and_then(Weak::upgrade) {
+        return Ok(trust);
+    }
+    let trust = Arc::new(TrustAnchors::build(anchors)?);
+    cache.retain(|_, weak| weak.strong_count() > 0);
+    cache.insert(key, Arc::downgrade(&trust));
+    Ok(trust)
 }
 
 /// Everything a site's context holds; the front context adds SNI selection on top.
@@ -209,7 +305,10 @@ struct SiteContext {
 /// The context runs without BoringSSL's X509 layer (`TLS_with_buffers_method`): certificates
 /// travel as DER buffers, so a session (and every open connection) holds no parsed X509
 /// objects; the client chain is parsed only while [`verify_viewer`] checks it.
-fn site_context_builder(site: &SiteSnapshot) -> Result<SiteContext, Vec<ConfigError>> {
+fn site_context_builder(
+    site: &SiteSnapshot,
+    with_trust: bool,
+) -> Result<SiteContext, Vec<ConfigError>> {
     let prefix = &site.key_prefix;
     let cert_error = |reason: String| ConfigError {
         file: site.certificate_path.clone(),
@@ -244,11 +343,14 @@ fn site_context_builder(site: &SiteSnapshot) -> Result<SiteContext, Vec<ConfigEr
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
     // The site's protocols in its order of preference (the context the ClientHello callback
     // switches to answers ALPN). A client offering none of them gets no ALPN answer and
-    // speaks HTTP/1.1 if the site allows it.
+    // speaks HTTP/1.1 if the site allows it, else the no_application_protocol alert.
     let alpn = site.alpn.clone();
-    b.set_alpn_select_callback(move |_, offered| {
-        select_alpn(&alpn, offered).ok_or(AlpnError::NOACK)
-    });
+    let no_match = if alpn.contains(&AppProtocol::Http11) {
+        AlpnError::NOACK
+    } else {
+        AlpnError::ALERT_FATAL
+    };
+    b.set_alpn_select_callback(move |_, offered| select_alpn(&alpn, offered).ok_or(no_match));
     ext::record_alerts(&mut b);
 
     let mut errors = Vec::new();
@@ -302,40 +404,35 @@ fn site_context_builder(site: &SiteSnapshot) -> Result<SiteContext, Vec<ConfigEr
         key: format!("{prefix}.mtls.trust_store"),
         reason,
     };
-    let mut store = X509StoreBuilder::new().map_err(|e| internal("trust store", e))?;
-    let mut ca_names = Vec::new();
-    for (i, anchor) in site.mtls.trust_store.iter().enumerate() {
-        let cert = match X509::from_der(&anchor.der) {
-            Ok(cert) => cert,
-            Err(e) => {
-                errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
-                continue;
-            }
-        };
-        if site.mtls.advertise_ca_names {
-            match cert.subject_name().to_der() {
-                Ok(name) => ca_names.push(name),
-                Err(e) => errors.push(trust_error(format!("certificate {}: {e}", i + 1))),
+    let trust = if with_trust {
+        match trust_anchors(&site.mtls.trust_store) {
+            Ok(trust) => Some(trust),
+            Err(problems) => {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|(i, e)| trust_error(format!("certificate {i}: {e}"))),
+                );
+                None
             }
         }
-        if let Err(e) = store.add_cert(cert) {
-            errors.push(trust_error(format!("certificate {}: {e}", i + 1)));
-        }
-    }
+    } else {
+        None
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
-    if !ca_names.is_empty() {
-        ext::set_client_ca_names(&mut b, &ca_names).map_err(|e| internal("client CA names", e))?;
+    if let Some(trust) = trust.as_ref().filter(|_| site.mtls.advertise_ca_names) {
+        if !trust.ca_names().is_empty() {
+            ext::set_client_ca_names(&mut b, trust.ca_names())
+                .map_err(|e| internal("client CA names", e))?;
+        }
     }
     ext::set_context_verify(
         &mut b,
         ViewerPolicy::from_settings(&site.mtls).verify_mode(),
     );
-    Ok(SiteContext {
-        builder: b,
-        trust: store.build(),
-    })
+    Ok(SiteContext { builder: b, trust })
 }
 
 /// The first of the site's `protocols` (its order of preference) that the client `offered`

@@ -11,8 +11,9 @@ use std::ffi::{c_int, CStr};
 use boring::error::ErrorStack;
 use boring::pkey::{PKey, Private};
 use boring::ssl::{SslContextBuilder, SslRef, SslVerifyMode};
+use boring::stack::Stack;
 use boring::x509::verify::X509VerifyFlags;
-use boring::x509::{X509Ref, X509StoreContextRef, X509VerifyError};
+use boring::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509VerifyError, X509};
 use foreign_types::ForeignTypeRef;
 
 /// BoringSSL's convention for most functions: 1 (or any positive value) on success, 0 or -1 on
@@ -160,6 +161,21 @@ pub(crate) fn set_ssl_client_purpose(ctx: &mut X509StoreContextRef) -> Result<()
     // SAFETY: `ctx` is initialised; the name is a static NUL-terminated string.
     cvt(unsafe { boring_sys::X509_STORE_CTX_set_default(ctx.as_ptr(), c"ssl_client".as_ptr()) })
         .map(|_| ())
+}
+
+/// The canonical hash of a name (what `X509_LOOKUP_hash_dir` uses), to index trust anchors.
+pub(crate) fn name_hash(name: &X509NameRef) -> u32 {
+    // SAFETY: `name` is a valid X509_NAME borrowed for the call.
+    unsafe { boring_sys::X509_NAME_hash(name.as_ptr()) }
+}
+
+/// Makes `anchors` the only trusted certificates of the verification in `ctx` (instead of the
+/// store it was initialised with). `anchors` must outlive the verification: BoringSSL keeps a
+/// pointer to it.
+pub(crate) fn trust_only(ctx: &mut X509StoreContextRef, anchors: &Stack<X509>) {
+    // SAFETY: `ctx` is an initialised verification context; the stack is not modified and, per
+    // this function's contract, outlives the verification that reads it.
+    unsafe { boring_sys::X509_STORE_CTX_set0_trusted_stack(ctx.as_ptr(), anchors.as_ptr()) }
 }
 
 /// The TLS alert BoringSSL sends for an X.509 verification error (unknown_ca,

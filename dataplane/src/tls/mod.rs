@@ -11,6 +11,7 @@ pub mod policy;
 pub mod poll_stream;
 pub mod refusal;
 pub mod stream;
+pub mod trust;
 pub mod verify;
 pub mod viewer_identity;
 

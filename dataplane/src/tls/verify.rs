@@ -11,7 +11,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use boring::stack::Stack;
-use boring::x509::store::X509StoreRef;
 use boring::x509::{
     X509NameRef, X509Ref, X509StoreContext, X509StoreContextRef, X509VerifyError, X509,
 };
@@ -20,6 +19,7 @@ use portcullis_config::MtlsMode;
 use super::ext;
 use super::policy::ViewerPolicy;
 use super::refusal::{ChainCert, Refusal};
+use super::trust::TrustAnchors;
 use super::viewer_identity::CertKey;
 use crate::revocation::Verdict;
 
@@ -45,8 +45,9 @@ impl VerifiedChain {
     }
 }
 
-/// Decides a presented chain (DER, leaf first) under `policy` and the site's `trust` store,
-/// with revocation from `revocation`, at time `now`.
+/// Decides a presented chain (DER, leaf first) under `policy` and the site's `trust` anchors
+/// (only those the presented certificates can reach are handed to the verifier), with
+/// revocation from `revocation`, at time `now`.
 ///
 /// Passthrough accepts anything (the leaf is parsed later, for the headers). Without a
 /// certificate, `required` refuses ([`Refusal::CertificateMissing`]) and `optional` accepts.
@@ -56,7 +57,7 @@ impl VerifiedChain {
 /// whose CRL is stale).
 pub fn verify_chain(
     policy: &ViewerPolicy,
-    trust: &X509StoreRef,
+    trust: &TrustAnchors,
     presented: &[&[u8]],
     revocation: &dyn RevocationView,
     now: SystemTime,
@@ -78,8 +79,14 @@ pub fn verify_chain(
             .push(cert)
             .map_err(|_| Refusal::Internal("certificate stack"))?;
     }
+    // Read by the verification, so it lives until the end of this function.
+    let anchors = trust
+        .candidates(std::iter::once(&*leaf).chain(untrusted.iter()))
+        .map_err(|_| Refusal::Internal("trust anchors"))?;
     let mut ctx = X509StoreContext::new().map_err(|_| Refusal::Internal("verify context"))?;
-    ctx.init(trust, &leaf, &untrusted, |ctx| {
+    ctx.init(trust.store(), &leaf, &untrusted, |ctx| {
+        // `anchors` outlives this verification, as `trust_only` requires.
+        ext::trust_only(ctx, &anchors);
         Ok(check(policy, ctx, revocation, now))
     })
     .unwrap_or(Err(Refusal::Internal("verify context")))
@@ -225,7 +232,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use boring::x509::store::{X509Store, X509StoreBuilder};
     use time::OffsetDateTime;
 
     use super::*;
@@ -258,7 +264,7 @@ mod tests {
     struct Pki {
         root: Issued,
         intermediate: Issued,
-        trust: X509Store,
+        trust: TrustAnchors,
     }
 
     fn pki() -> Pki {
@@ -270,14 +276,16 @@ mod tests {
                 CertKind::IntermediateCa,
             ))
             .expect("intermediate");
-        let mut store = X509StoreBuilder::new().expect("store");
-        store
-            .add_cert(X509::from_der(&root.cert_der).expect("root"))
-            .expect("add root");
+        let trust = TrustAnchors::build(&[portcullis_config::TrustAnchor {
+            der: root.cert_der.clone(),
+            subject: String::new(),
+            self_signed: true,
+        }])
+        .expect("trust anchors");
         Pki {
             root,
             intermediate,
-            trust: store.build(),
+            trust,
         }
     }
 

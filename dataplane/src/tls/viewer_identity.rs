@@ -108,11 +108,12 @@ fn alert_of(slot: u16) -> Option<u8> {
     (slot & ALERT_PRESENT != 0).then_some((slot & 0xff) as u8)
 }
 
-/// Revocation checking for one site.
+/// Revocation checking for one site of one configuration generation.
 #[derive(Clone)]
 pub struct SiteRevocationCheck {
     state: Arc<RevocationState>,
     scope: SiteRevocation,
+    site: Arc<str>,
 }
 
 impl std::fmt::Debug for SiteRevocationCheck {
@@ -123,16 +124,25 @@ impl std::fmt::Debug for SiteRevocationCheck {
 }
 
 impl SiteRevocationCheck {
-    /// Checks against `state` with the site's `scope`.
-    pub fn new(state: Arc<RevocationState>, scope: SiteRevocation) -> Self {
-        Self { state, scope }
+    /// Checks against `state` with the scope of the site called `site` in its generation.
+    pub fn new(state: Arc<RevocationState>, scope: SiteRevocation, site: &str) -> Self {
+        Self {
+            state,
+            scope,
+            site: Arc::from(site),
+        }
     }
 
-    /// The first non-good verdict among recorded keys, else Good.
+    /// The first non-good verdict among recorded keys, else Good, under the revocation data
+    /// of the *live* generation's site of the same name (an open connection keeps its
+    /// identity across reloads, but revocations in newer data apply to it), or under this
+    /// generation's when the live configuration no longer has the site.
     pub fn check_keys(&self, keys: &[CertKey]) -> Verdict {
         let now = SystemTime::now();
+        let live = self.state.live_site_scope(&self.site);
+        let scope = live.as_ref().unwrap_or(&self.scope);
         for key in keys {
-            let verdict = self.state.check(&self.scope, &key.issuer, &key.serial, now);
+            let verdict = self.state.check(scope, &key.issuer, &key.serial, now);
             if !matches!(verdict, Verdict::Good) {
                 return verdict;
             }

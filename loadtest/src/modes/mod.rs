@@ -69,9 +69,10 @@ impl<'a> Shared<'a> {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Whether [`Shared::stop`] was called.
+    /// Whether [`Shared::stop`] was called, or the process was asked to stop early
+    /// ([`crate::stop_early_on_signals`]).
     pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || crate::interrupted()
     }
 }
 
