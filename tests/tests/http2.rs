@@ -92,9 +92,7 @@ impl H2Site {
 
     fn python(&self, scenario: &str) -> Command {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("h2_hostile.py");
-        // $H2_PYTHON (set by .ci/run: a virtualenv with `h2`), else python3 with `h2` installed.
-        let python = std::env::var("H2_PYTHON").unwrap_or_else(|_| "python3".into());
-        let mut cmd = Command::new(python);
+        let mut cmd = Command::new(h2_python());
         cmd.arg(script)
             .arg(scenario)
             .arg(self.server.addr.port().to_string())
@@ -120,6 +118,18 @@ impl H2Site {
         }
         false
     }
+}
+
+/// The Python with the `h2` package: `$H2_PYTHON`, else the virtualenv `.ci/run` creates
+/// (`~/.cache/portcullis-h2py`), else `python3`.
+fn h2_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("H2_PYTHON") {
+        return python.into();
+    }
+    let venv = std::env::var_os("HOME")
+        .map(|home| Path::new(&home).join(".cache/portcullis-h2py/bin/python"))
+        .filter(|p| p.exists());
+    venv.unwrap_or_else(|| "python3".into())
 }
 
 fn code(v: &serde_json::Value) -> Option<u64> {
