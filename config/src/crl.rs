@@ -8,6 +8,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::time::ASN1Time;
 
 use crate::error::ConfigError;
+use crate::name::canonical_name;
 use crate::revocation::{serial_from_bytes, CrlSnapshot};
 use crate::snapshot::TrustAnchor;
 use crate::sources::{Files, Location};
@@ -127,14 +128,15 @@ fn verify_issuer(
     issuer_subject: &str,
     anchors: &[TrustAnchor],
 ) -> Result<(), String> {
-    let issuer_raw = crl.issuer().as_raw();
+    // Names compare as path validation compares them (not by their DER bytes).
+    let issuer = canonical_name(crl.issuer().as_raw());
     let mut last_error = None;
     let mut found = false;
     for anchor in anchors {
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(&anchor.der) else {
             continue;
         };
-        if cert.subject().as_raw() != issuer_raw {
+        if issuer.is_none() || canonical_name(cert.subject().as_raw()) != issuer {
             continue;
         }
         found = true;

@@ -21,6 +21,7 @@ mod load;
 pub mod logs;
 mod machine;
 mod model;
+mod name;
 mod origin;
 pub mod revocation;
 mod snapshot;
@@ -41,6 +42,7 @@ pub use logs::{
     peek_diagnostics, DiagnosticsFormat, DiagnosticsSettings, LogDestination, LogFormat,
     LogSettings, LogStream, ACCESS_LOG_FIELDS, CONNECTION_LOG_FIELDS,
 };
+pub use name::canonical_name;
 pub use revocation::{
     normalize_serial, parse_import_json, parse_serial_lines, serial_from_bytes, to_import_json,
     to_serial_lines, CrlExpiredPolicy, CrlSnapshot, RevocationStoreSnapshot, StoreFormat,

@@ -16,8 +16,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -309,6 +309,32 @@ impl Issued {
         params.use_authority_key_identifier_extension = true;
         let key = generate_key(spec.key)?;
         let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Issued::assemble(cert, params, key))
+    }
+
+    /// Like [`Issued::issue`], but the new certificate's issuer field encodes this CA's name
+    /// with other string types (PrintableString where the subject has UTF8String): the same
+    /// name to path validation, which compares names canonically, but other DER bytes. For
+    /// tests of name matching (e.g. that such a certificate's CRL still applies to it).
+    pub fn issue_with_reencoded_issuer_name(&self, spec: CertSpec) -> Result<Issued, PkiError> {
+        let mut params = spec.to_params()?;
+        params.use_authority_key_identifier_extension = true;
+        let key = generate_key(spec.key)?;
+        let mut issuer_params = self.params.clone();
+        let mut reencoded = DistinguishedName::new();
+        for (kind, value) in self.params.distinguished_name.iter() {
+            let value = match value {
+                DnValue::Utf8String(text) => {
+                    rcgen::string::PrintableString::try_from(text.as_str())
+                        .map_or_else(|_| value.clone(), DnValue::PrintableString)
+                }
+                other => other.clone(),
+            };
+            reencoded.push(kind.clone(), value);
+        }
+        issuer_params.distinguished_name = reencoded;
+        let issuer = Issuer::from_params(&issuer_params, &self.key);
         let cert = params.signed_by(&key, &issuer)?;
         Ok(Issued::assemble(cert, params, key))
     }

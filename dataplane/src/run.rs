@@ -24,9 +24,10 @@ use crate::tls::TlsSnapshot;
 /// Why the data plane could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The configuration is invalid.
+    /// The configuration is invalid. (Not the error's `source`: the list is printed once, in
+    /// this message, not again by a `{:#}` that walks the chain.)
     #[error("invalid configuration:\n{0}")]
-    Config(#[from] ConfigErrors),
+    Config(ConfigErrors),
     /// The workers could not start.
     #[error(transparent)]
     Start(#[from] StartError),
@@ -39,6 +40,12 @@ pub enum RunError {
     /// The logs could not be opened.
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+}
+
+impl From<ConfigErrors> for RunError {
+    fn from(errors: ConfigErrors) -> Self {
+        Self::Config(errors)
+    }
 }
 
 /// Loads and fully checks a configuration (what `check` does): parsing, every file and object

@@ -203,3 +203,21 @@ fn check_refuses_absurd_values_for_this_machine() {
     }
     assert!(err.contains("CPU 999 is not available"), "{err}");
 }
+
+#[test]
+fn run_prints_each_configuration_error_once() {
+    let pki = TestPki::new();
+    let path = pki.write(
+        "bad.toml",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = -5\n",
+    );
+    let out = portcullis_cli(&["run", "--config", path.to_str().expect("path")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("server.workers").count(), 1, "{err}");
+    assert_eq!(err.matches("at least one [[site]]").count(), 1, "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}

@@ -241,6 +241,69 @@ fn crls_revoke_for_their_issuer_and_expired_crls_follow_the_policy() {
 }
 
 #[test]
+fn a_crl_applies_whatever_the_encoding_of_its_issuers_name() {
+    // The client certificate's issuer field encodes the intermediate's name as
+    // PrintableString; the intermediate's subject (and so its CRL's issuer) as UTF8String.
+    // Path validation compares names canonically and chains them; so must the CRL match.
+    let pki = TestPki::new();
+    let origin = origin();
+    let spec = portcullis_e2e::CertSpec::new("reencoded", portcullis_e2e::CertKind::Client);
+    let revoked = pki
+        .intermediate
+        .issue_with_reencoded_issuer_name(spec)
+        .expect("client");
+    let other = pki
+        .intermediate
+        .issue_with_reencoded_issuer_name(portcullis_e2e::CertSpec::new(
+            "reencoded-fine",
+            portcullis_e2e::CertKind::Client,
+        ))
+        .expect("client");
+    let now = time::OffsetDateTime::now_utc();
+    let crl = pki
+        .intermediate
+        .crl(
+            &[&revoked],
+            now - time::Duration::hours(1),
+            now + time::Duration::days(7),
+        )
+        .expect("crl");
+    let crl_path = pki.write("intermediate.crl", &crl);
+    let (rc, rk) = pki.write_client("reencoded", &revoked, &[&pki.intermediate]);
+    let (oc, ok) = pki.write_client("reencoded-fine", &other, &[&pki.intermediate]);
+    let issuer_of = |path: &Path| {
+        let out = portcullis_e2e::openssl(
+            &[
+                "x509",
+                "-noout",
+                "-issuer",
+                "-nameopt",
+                "multiline,show_type",
+                "-in",
+                path.to_str().expect("path"),
+            ],
+            "",
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        issuer_of(&rc).contains("PRINTABLESTRING"),
+        "{}",
+        issuer_of(&rc)
+    );
+    let mut site = SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")));
+    site.mtls_extra = format!("crls = [{crl_path:?}]\n");
+    let server = Portcullis::start(&config_text(&pki, &[site], ""));
+    let get = |c: &Path, k: &Path| {
+        Curl::new(&server, "localhost", "/", &pki.path("root.pem"))
+            .cert(c, k)
+            .run()
+    };
+    assert_refused_revoked(&get(&rc, &rk));
+    assert_eq!(get(&oc, &ok).status, Some(200), "the chain itself is valid");
+}
+
+#[test]
 fn a_session_of_a_revoked_certificate_is_not_resumed() {
     let s = Setup::start("");
     let (client, cert, key) = s.client("resumer");

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use portcullis_config::canonical_name;
 use portcullis_config::revocation::{CrlExpiredPolicy, CrlSnapshot};
 
 use super::store::Store;
@@ -25,7 +26,10 @@ struct Crl {
 /// The CRLs of one issuer Name.
 #[derive(Debug)]
 pub(crate) struct IssuerCrls {
+    /// The issuer Name as the first of its CRLs encodes it (the fast, usual match).
     issuer_name_der: Box<[u8]>,
+    /// Its canonical form ([`canonical_name`]): how path validation compares names.
+    issuer_canonical: Box<[u8]>,
     crls: Box<[Crl]>,
 }
 
@@ -61,15 +65,15 @@ struct ScopeInner {
 }
 
 impl SiteRevocation {
-    /// A scope with a fresh id. CRLs with the same issuer Name are grouped,
-    /// in configuration order.
+    /// A scope with a fresh id. CRLs with the same issuer Name (compared canonically) are
+    /// grouped, in configuration order.
     pub(crate) fn new(
         store: Option<Arc<Store>>,
         crls: &[Arc<CrlSnapshot>],
         crl_expired: CrlExpiredPolicy,
         revoke_open_connections: bool,
     ) -> Self {
-        let mut issuers: Vec<(Box<[u8]>, Vec<Crl>)> = Vec::new();
+        let mut issuers: Vec<(Box<[u8]>, Box<[u8]>, Vec<Crl>)> = Vec::new();
         for snapshot in crls {
             let crl = Crl {
                 reason: Arc::from(format!("crl {}", snapshot.path.display())),
@@ -78,18 +82,24 @@ impl SiteRevocation {
                 },
                 snapshot: Arc::clone(snapshot),
             };
-            match issuers
-                .iter_mut()
-                .find(|(der, _)| **der == *snapshot.issuer_name_der)
-            {
-                Some((_, group)) => group.push(crl),
-                None => issuers.push((snapshot.issuer_name_der.as_slice().into(), vec![crl])),
+            // A CRL's issuer Name was parsed when it loaded; the DER itself is the fallback.
+            let canonical: Box<[u8]> = canonical_name(&snapshot.issuer_name_der)
+                .unwrap_or_else(|| snapshot.issuer_name_der.clone())
+                .into();
+            match issuers.iter_mut().find(|(_, c, _)| **c == *canonical) {
+                Some((_, _, group)) => group.push(crl),
+                None => issuers.push((
+                    snapshot.issuer_name_der.as_slice().into(),
+                    canonical,
+                    vec![crl],
+                )),
             }
         }
         let issuers = issuers
             .into_iter()
-            .map(|(issuer_name_der, crls)| IssuerCrls {
+            .map(|(issuer_name_der, issuer_canonical, crls)| IssuerCrls {
                 issuer_name_der,
+                issuer_canonical,
                 crls: crls.into_boxed_slice(),
             })
             .collect();
@@ -117,6 +127,7 @@ impl SiteRevocation {
                     .iter()
                     .map(|issuer| IssuerCrls {
                         issuer_name_der: issuer.issuer_name_der.clone(),
+                        issuer_canonical: issuer.issuer_canonical.clone(),
                         crls: issuer
                             .crls
                             .iter()
@@ -171,15 +182,25 @@ impl SiteRevocation {
         self.inner.store.as_deref()
     }
 
-    /// The slot and CRLs of `issuer_name_der`, if the site has CRLs from it.
-    /// A linear scan: sites have few CRL issuers, and comparing DER slices
-    /// of different lengths is immediate.
+    /// The slot and CRLs of `issuer_name_der`, if the site has CRLs from it. Names match as
+    /// path validation matches them: the same DER (the usual case, a linear scan over the
+    /// site's few CRL issuers), else the same canonical form, so another encoding of the
+    /// issuer's name (string type, case, spacing, attribute order in a multi-valued RDN)
+    /// cannot escape its CRLs.
     pub(crate) fn issuer(&self, issuer_name_der: &[u8]) -> Option<(u32, &IssuerCrls)> {
-        self.inner
-            .issuers
+        let issuers = &self.inner.issuers;
+        if issuers.is_empty() {
+            return None;
+        }
+        let found = issuers
             .iter()
-            .enumerate()
-            .find(|(_, issuer)| *issuer.issuer_name_der == *issuer_name_der)
-            .and_then(|(slot, issuer)| Some((u32::try_from(slot).ok()?, issuer)))
+            .position(|issuer| *issuer.issuer_name_der == *issuer_name_der)
+            .or_else(|| {
+                let canonical = canonical_name(issuer_name_der)?;
+                issuers
+                    .iter()
+                    .position(|issuer| *issuer.issuer_canonical == *canonical)
+            })?;
+        Some((u32::try_from(found).ok()?, &issuers[found]))
     }
 }
