@@ -113,8 +113,11 @@ fn canonical_text(tag: Tag, data: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// DER of a Name built from RDNs, each a list of (OID DER content, tag, value).
-    fn name(rdns: &[&[(&[u8], u8, &[u8])]]) -> Vec<u8> {
+    /// One attribute: (OID DER content, tag, value).
+    type Attribute<'a> = (&'a [u8], u8, &'a [u8]);
+
+    /// DER of a Name built from RDNs, each a list of attributes.
+    fn name(rdns: &[&[Attribute<'_>]]) -> Vec<u8> {
         fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
             assert!(content.len() < 128);
             let mut v = vec![tag, content.len() as u8];

@@ -73,7 +73,9 @@ impl SiteRevocation {
         crl_expired: CrlExpiredPolicy,
         revoke_open_connections: bool,
     ) -> Self {
-        let mut issuers: Vec<(Box<[u8]>, Box<[u8]>, Vec<Crl>)> = Vec::new();
+        // (issuer Name DER, its canonical form, the CRLs of that issuer)
+        type IssuerGroup = (Box<[u8]>, Box<[u8]>, Vec<Crl>);
+        let mut issuers: Vec<IssuerGroup> = Vec::new();
         for snapshot in crls {
             let crl = Crl {
                 reason: Arc::from(format!("crl {}", snapshot.path.display())),
