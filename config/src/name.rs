@@ -113,7 +113,7 @@ fn canonical_text(tag: Tag, data: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// One attribute: (OID DER content, tag, value).
+    /// One attribute: (OID DER content, value tag, value).
     type Attribute<'a> = (&'a [u8], u8, &'a [u8]);
 
     /// DER of a Name built from RDNs, each a list of attributes.

@@ -21,21 +21,38 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the binary may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The `portcullis` binary built next to this test executable.
+/// The `portcullis` binary the tests run: `$PORTCULLIS_BIN` if set, else the one built next to
+/// this test executable, found by walking up from it (`target/<profile>/deps/<test>` on
+/// stable cargo; other layouts, such as a separate build directory, put it a level or two
+/// higher), else in `$CARGO_TARGET_DIR/<profile>`.
 pub fn portcullis_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("PORTCULLIS_BIN") {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/portcullis
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let bin = dir.join("portcullis");
-    assert!(
-        bin.exists(),
-        "{} not found: build the workspace first (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let mut candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(5)
+        .flat_map(|dir| [dir.join("portcullis"), dir.join(profile).join("portcullis")])
+        .collect();
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(target).join(profile).join("portcullis"));
+    }
+    candidates
+        .into_iter()
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the portcullis binary was not found near {} (build the workspace first: cargo test --workspace builds it; or set PORTCULLIS_BIN)",
+                exe.display()
+            )
+        })
 }
 
 /// A root CA, an intermediate and a server certificate for the test host names, on disk.

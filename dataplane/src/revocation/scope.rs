@@ -30,7 +30,7 @@ pub(crate) struct IssuerCrls {
     issuer_name_der: Box<[u8]>,
     /// Its canonical form ([`canonical_name`]): how path validation compares names.
     issuer_canonical: Box<[u8]>,
-    crls: Box<[Crl]>,
+    crls: Vec<Crl>,
 }
 
 impl IssuerCrls {
@@ -73,9 +73,7 @@ impl SiteRevocation {
         crl_expired: CrlExpiredPolicy,
         revoke_open_connections: bool,
     ) -> Self {
-        // (issuer Name DER, its canonical form, the CRLs of that issuer)
-        type IssuerGroup = (Box<[u8]>, Box<[u8]>, Vec<Crl>);
-        let mut issuers: Vec<IssuerGroup> = Vec::new();
+        let mut issuers: Vec<IssuerCrls> = Vec::new();
         for snapshot in crls {
             let crl = Crl {
                 reason: Arc::from(format!("crl {}", snapshot.path.display())),
@@ -88,23 +86,19 @@ impl SiteRevocation {
             let canonical: Box<[u8]> = canonical_name(&snapshot.issuer_name_der)
                 .unwrap_or_else(|| snapshot.issuer_name_der.clone())
                 .into();
-            match issuers.iter_mut().find(|(_, c, _)| **c == *canonical) {
-                Some((_, _, group)) => group.push(crl),
-                None => issuers.push((
-                    snapshot.issuer_name_der.as_slice().into(),
-                    canonical,
-                    vec![crl],
-                )),
+            match issuers
+                .iter_mut()
+                .find(|group| group.issuer_canonical == canonical)
+            {
+                Some(group) => group.crls.push(crl),
+                None => issuers.push(IssuerCrls {
+                    issuer_name_der: snapshot.issuer_name_der.as_slice().into(),
+                    issuer_canonical: canonical,
+                    crls: vec![crl],
+                }),
             }
         }
-        let issuers = issuers
-            .into_iter()
-            .map(|(issuer_name_der, issuer_canonical, crls)| IssuerCrls {
-                issuer_name_der,
-                issuer_canonical,
-                crls: crls.into_boxed_slice(),
-            })
-            .collect();
+        let issuers = issuers.into_boxed_slice();
         Self {
             inner: Arc::new(ScopeInner {
                 id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
