@@ -23,7 +23,7 @@ import math
 import os
 from html import escape
 
-SERVER_ORDER = ["nginx", "haproxy", "portcullis"]
+SERVER_ORDER = ["nginx", "haproxy", "portcullis", "portcullis-fn"]
 LAG_P99_MS = float(os.environ.get("LAG_P99_MS", "0.5"))
 LAG_MAX_MS = float(os.environ.get("LAG_MAX_MS", "10"))
 FIXED_RATE = ("rate", "h2rate")
@@ -458,6 +458,15 @@ def main():
                    "coordinated omission), so a run counts only if it achieved ≥ 97 % of the rate and its "
                    "start times stayed within the lag bounds of an even schedule (plus one client period).", ""]
         md += [main_table(variant, v, full), ""]
+        fn, plain = v["servers"].get("portcullis-fn"), v["servers"].get("portcullis")
+        if fn and plain and "handshake" in fn["runs"] and "handshake" in plain["runs"]:
+            a, b = fn["runs"]["handshake"], plain["runs"]["handshake"]
+            if a.rate and b.rate:
+                cpu = (f"; server CPU per handshake {a.us_per_op:.1f} vs {b.us_per_op:.1f} µs "
+                       f"({a.us_per_op - b.us_per_op:+.1f} µs)" if a.us_per_op and b.us_per_op else "")
+                md += [f"Connection function (portcullis-fn: the announcement's function on a store of "
+                       f"{facts.get('fn_kvs_keys', '?'):,} keys): full handshakes/s {a.rate:,.0f} vs {b.rate:,.0f} "
+                       f"without, ratio {a.rate / b.rate:.3f}{cpu}.", ""]
         md += ["### Crypto bound (BoringSSL, CPU %s)" % facts.get("server_cpu", 0), "",
                "What one full mTLS handshake needs on the server, timed with `bench/compare/crypto-bound` "
                "(fastest of 5 rounds) at the start of the variant. *CPU vs crypto bound* in the table above is "

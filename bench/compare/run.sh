@@ -8,7 +8,9 @@
 #   QUICK=1              a smoke run: BENCH_SECS=2, IDLE_CONNS=1000, 4 client certificates
 #   IDLE_CONNS=10000     idle TLS connections for the memory measurement
 #   CLIENT_CERTS=16      client certificates in the pool
-#   SERVERS="nginx haproxy portcullis"
+#   SERVERS="nginx haproxy portcullis"  (add portcullis-fn: Portcullis running the announcement's
+#                        connection function on a store of FN_KVS_KEYS revoked serials)
+#   FN_KVS_KEYS=1000000  keys in portcullis-fn's key-value store
 #   VARIANTS="ecdsa rsa" (the RSA-2048 variant runs the handshake rows only unless RSA_FULL=1)
 #   HS_THREADS=4         load-generator threads in handshake mode
 #   KA_CONNS=16          keep-alive connections (keepalive and rate modes)
@@ -17,6 +19,7 @@
 #                        generator has its CPU alone and keeps its schedule (on CLIENT_CPU the
 #                        origin and the generator fight for one core and the fixed-rate tail
 #                        measures that fight)
+#   HANDSHAKE_ONLY=1     only the handshake rows (full and resumed), for every variant
 #   SKIP_BUILD=1         use the binaries already in $CARGO_TARGET_DIR/release
 #   OUT_DIR=bench/results
 #   KEEP_WORK=1          keep the temporary directory (configs, logs, raw JSON)
@@ -57,6 +60,7 @@ KA_CONNS=${KA_CONNS:-16}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
+FN_KVS_KEYS=${FN_KVS_KEYS:-1000000}
 OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
 TESTS=" ${TESTS:-handshake resume keepalive rate idle h2 h2rate} "
 RATE_REPEATS=${RATE_REPEATS:-3}
@@ -324,8 +328,8 @@ backend origin
 EOF
 }
 
-write_portcullis() { # DIR PKI PORT
-  local dir=$1 pki=$2 port=$3
+write_portcullis() { # DIR PKI PORT [FUNCTION]
+  local dir=$1 pki=$2 port=$3 function=${4:-}
   mkdir -p "$dir/logs"
   cat > "$dir/portcullis.toml" <<EOF
 [server]
@@ -356,6 +360,25 @@ max_chain_depth = 4
 advertise_ca_names = true
 forward_headers = ["serial-number", "subject", "issuer", "present"]
 EOF
+  if [[ -n $function ]]; then
+    # The announcement's function (shipped byte for byte) on a store of FN_KVS_KEYS serials
+    # that no client certificate has: every handshake runs it and is allowed.
+    cp "$ROOT/dataplane/functions/revocation.js" "$dir/revocation.js"
+    python3 - "$dir/viewers.json" "$FN_KVS_KEYS" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write('{"data":[')
+    f.write(",".join('{"key":"%032x","value":"bench"}' % (0xfeed << 100 | i) for i in range(int(sys.argv[2]))))
+    f.write("]}")
+PY
+    cat >> "$dir/portcullis.toml" <<EOF
+connection_function = { file = "$dir/revocation.js", kvs = "viewers", time_limit = "5ms" }
+
+[[revocation_store]]
+name = "viewers"
+file = "$dir/viewers.json"
+EOF
+  fi
   "$BIN/portcullis" check --config "$dir/portcullis.toml" >"$dir/logs/check.log" 2>&1 \
     || die "portcullis check failed: $(cat "$dir/logs/check.log")"
 }
@@ -375,8 +398,8 @@ start_server() { # start_server NAME VARIANT
       write_haproxy "$dir" "$pki" "$SERVER_PORT"
       "${PIN[@]}" "$SERVER_CPU" haproxy -db -f "$dir/haproxy.cfg" >"$dir/logs/stdout.log" 2>&1 &
       ;;
-    portcullis)
-      write_portcullis "$dir" "$pki" "$SERVER_PORT"
+    portcullis | portcullis-fn)
+      write_portcullis "$dir" "$pki" "$SERVER_PORT" "$([[ $name == portcullis-fn ]] && echo fn)"
       "${PIN[@]}" "$SERVER_CPU" "$BIN/portcullis" run --config "$dir/portcullis.toml" \
         >"$dir/logs/stdout.log" 2>"$dir/logs/stderr.log" &
       ;;
@@ -384,7 +407,7 @@ start_server() { # start_server NAME VARIANT
   esac
   SERVER_PID=$!
   STARTED+=("$SERVER_PID")
-  if ! wait_port "$SERVER_PORT" "$SERVER_PID" 15; then
+  if ! wait_port "$SERVER_PORT" "$SERVER_PID" 60; then
     die "$name did not start on 127.0.0.1:$SERVER_PORT: $(tail -n 20 "$dir/logs/"* 2>/dev/null)"
   fi
   sleep 0.3 # let nginx fork its worker
@@ -527,7 +550,7 @@ json.dump({
     "portcullis": sh("cd $ROOT && git describe --always --dirty 2>/dev/null") + " (boring 5.4.0 / BoringSSL)",
     "openssl": sh("openssl version"),
     "bench_secs": $BENCH_SECS, "idle_conns": $IDLE_CONNS, "client_certs": $CLIENT_CERTS,
-    "hs_threads": $HS_THREADS, "ka_conns": $KA_CONNS, "h2_conns": $H2_CONNS, "h2_streams": $H2_STREAMS, "rate_repeats": $RATE_REPEATS, "tests": "$TESTS".strip(),
+    "hs_threads": $HS_THREADS, "fn_kvs_keys": $FN_KVS_KEYS, "ka_conns": $KA_CONNS, "h2_conns": $H2_CONNS, "h2_streams": $H2_STREAMS, "rate_repeats": $RATE_REPEATS, "tests": "$TESTS".strip(),
     "server_cpu": $SERVER_CPU, "client_cpu": $CLIENT_CPU, "origin_cpu": $ORIGIN_CPU, "nice": $BENCH_NICE, "h2_rate_streams": $H2_RATE_STREAMS,
     "loadavg_start": open("/proc/loadavg").read().strip(),
 }, open(sys.argv[1], "w"), indent=1)
@@ -558,6 +581,7 @@ for variant in $VARIANTS; do
 
   full=1
   [[ $variant == rsa && $RSA_FULL != 1 ]] && full=0
+  [[ ${HANDSHAKE_ONLY:-0} == 1 ]] && full=0
   sat_rate=
   h2_rate=
   for name in $SERVERS; do

@@ -81,3 +81,34 @@ pub fn config_with_store(dir: &Path, store: &Path) -> Result<Snapshot, FixtureEr
     config.sites[0] = Arc::new(site);
     Ok(config)
 }
+
+/// What a demo site adds to run the announcement's connection function on the store
+/// `viewers.json` (see [`demo_snapshot`]).
+pub const FUNCTION_MTLS: &str =
+    "connection_function = { file = \"revocation.js\", kvs = \"viewers\" }\n\n\
+     [[revocation_store]]\nname = \"viewers\"\nfile = \"viewers.json\"\n";
+
+/// The demo configuration in `dir` (its demo PKI must be there) with `mtls_extra` appended
+/// to the site's `[site.mtls]`, loaded as `portcullis run` loads it. With [`FUNCTION_MTLS`],
+/// the announcement's function and a store of `store_size` serials ([`serial`]`(0..)`) are
+/// written first.
+pub fn demo_snapshot(
+    dir: &Path,
+    mtls_extra: &str,
+    store_size: u64,
+) -> Result<portcullis::tls::TlsSnapshot, FixtureError> {
+    if mtls_extra.contains("viewers.json") {
+        write_store(&dir.join("viewers.json"), store_size)?;
+        fs::write(
+            dir.join("revocation.js"),
+            portcullis::demo::REVOCATION_FUNCTION,
+        )?;
+    }
+    let config_path = dir.join("portcullis.toml");
+    let unused: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+    fs::write(
+        &config_path,
+        format!("{}{mtls_extra}", demo_config(unused, unused, 1)),
+    )?;
+    Ok(portcullis::run::load(&config_path)?.0)
+}

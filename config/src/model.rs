@@ -111,4 +111,5 @@ pub(crate) struct RawMtls {
     pub(crate) crls: Vec<String>,
     pub(crate) crl_expired: Option<String>,
     pub(crate) revoke_open_connections: Option<bool>,
+    pub(crate) connection_function: Option<crate::function::RawConnectionFunction>,
 }

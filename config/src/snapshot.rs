@@ -256,6 +256,17 @@ pub struct SiteSnapshot {
     pub mtls: MtlsSettings,
 }
 
+impl SiteSnapshot {
+    /// The site's first exact (not wildcard) server name: the host a connection without SNI
+    /// is taken to address.
+    pub fn first_exact_name(&self) -> Option<&str> {
+        self.server_names
+            .iter()
+            .find(|n| !n.starts_with("*."))
+            .map(String::as_str)
+    }
+}
+
 /// A PEM-encoded private key. `Debug` prints `<redacted>`; the bytes are
 /// overwritten with zeros on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -373,6 +384,8 @@ pub struct MtlsSettings {
     /// Close open connections whose client certificate becomes revoked on
     /// reload (default true).
     pub revoke_open_connections: bool,
+    /// The connection function run in the handshake (`[site.mtls.connection_function]`).
+    pub connection_function: Option<crate::function::ConnectionFunctionSettings>,
 }
 
 /// One CA certificate from a trust store.

@@ -124,6 +124,17 @@ fn default_format(file: &str) -> StoreFormat {
     }
 }
 
+/// The defined store names, for a message about an unknown one.
+pub(crate) fn known_stores(stores: &StoreNames) -> String {
+    let mut known: Vec<&str> = stores.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    if known.is_empty() {
+        "no [[revocation_store]] is defined".to_owned()
+    } else {
+        format!("defined: {}", known.join(", "))
+    }
+}
+
 /// The revocation-related part of a validated `[site.mtls]`.
 pub(crate) struct SiteRevocation {
     pub(crate) revocation_store: Option<String>,
@@ -148,16 +159,12 @@ pub(crate) fn validate_site_revocation(
         Some(name) => match stores.get(name) {
             Some(_) => Some(Some(name.clone())),
             None => {
-                let mut known: Vec<&str> = stores.keys().map(String::as_str).collect();
-                known.sort_unstable();
-                let known = if known.is_empty() {
-                    "no [[revocation_store]] is defined".to_owned()
-                } else {
-                    format!("defined: {}", known.join(", "))
-                };
                 c.config(
                     format!("{prefix}.mtls.revocation_store"),
-                    format!("unknown revocation store {name:?} ({known})"),
+                    format!(
+                        "unknown revocation store {name:?} ({})",
+                        known_stores(stores)
+                    ),
                 );
                 None
             }

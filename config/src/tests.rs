@@ -1390,3 +1390,97 @@ fn http2_mistakes_name_their_keys() {
     let unknown = fx.errors(&minimal("[server.http2]\nbogus = 1\n", "", ""));
     find(&unknown, "server.http2.bogus");
 }
+
+#[test]
+fn connection_function_settings_and_their_errors() {
+    let fx = Fixture::new();
+    fx.write(
+        "functions/revocation.js",
+        "function connectionHandler(c) { c.allow(); }\n",
+    );
+    let store = "[[revocation_store]]\nname = \"viewers\"\nfile = \"revoked.json\"\n";
+    let snap = fx.snapshot(&minimal(
+        store,
+        "",
+        "[site.mtls.connection_function]\nfile = \"functions/revocation.js\"\nkvs = \"viewers\"\ntime_limit = \"2ms\"\n",
+    ));
+    let function = snap.sites[0]
+        .mtls
+        .connection_function
+        .as_ref()
+        .expect("function");
+    assert_eq!(function.path, fx.path("functions/revocation.js"));
+    assert_eq!(function.name(), "revocation.js");
+    assert_eq!(
+        &*function.source,
+        "function connectionHandler(c) { c.allow(); }\n"
+    );
+    assert_eq!(function.kvs.as_deref(), Some("viewers"));
+    assert_eq!(function.time_limit, Duration::from_millis(2));
+    assert_eq!(function.file_key, "site[0].mtls.connection_function.file");
+
+    // Defaults: no store, 5 ms.
+    let snap = fx.snapshot(&minimal(
+        "",
+        "",
+        "connection_function = { file = \"functions/revocation.js\" }\n",
+    ));
+    let function = snap.sites[0]
+        .mtls
+        .connection_function
+        .as_ref()
+        .expect("function");
+    assert_eq!(
+        (function.kvs.clone(), function.time_limit),
+        (None, Duration::from_millis(5))
+    );
+
+    // Every mistake at once, each at its key.
+    fx.write(
+        "functions/big.js",
+        &"/".repeat(crate::MAX_FUNCTION_BYTES + 1),
+    );
+    let errors = fx.errors(&minimal(
+        "",
+        "",
+        "connection_function = { file = \"functions/big.js\", kvs = \"nope\", time_limit = \"2s\" }\n",
+    ));
+    let f = "site[0].mtls.connection_function";
+    assert!(find(&errors, &format!("{f}.file"))
+        .reason
+        .contains("more than the limit of 40960 bytes"));
+    assert!(find(&errors, &format!("{f}.kvs"))
+        .reason
+        .contains("unknown key-value store \"nope\""));
+    assert!(find(&errors, &format!("{f}.time_limit"))
+        .reason
+        .contains("100us..=1s"));
+    fx.write_bytes("functions/latin1.js", b"// caf\xe9\n");
+    let errors = fx.errors(&minimal(
+        "",
+        "",
+        "connection_function = { file = \"functions/latin1.js\" }\n",
+    ));
+    assert!(find(&errors, &format!("{f}.file"))
+        .reason
+        .contains("not valid UTF-8"));
+    let errors = fx.errors(&minimal(
+        "",
+        "",
+        "connection_function = { file = \"functions/missing.js\" }\n",
+    ));
+    assert!(find(&errors, &format!("{f}.file"))
+        .reason
+        .contains("cannot read file"));
+    let errors = fx.errors(&minimal(
+        "",
+        "",
+        "connection_function = { file = \"x.js\", bogus = 1 }\n",
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.reason.contains("unknown field `bogus`")),
+        "{errors}"
+    );
+}

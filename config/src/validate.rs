@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::admin::validate_admin;
 use crate::duration::parse_duration;
 use crate::error::{Collector, ConfigErrors, DOCUMENT_KEY};
+use crate::function::validate_connection_function;
 use crate::load::{load_certificate_chain, load_private_key, load_trust_store};
 use crate::logs::{validate_diagnostics, validate_logs};
 use crate::machine::{allowed_cpus, cpu_list, MAX_WORKERS};
@@ -568,7 +569,14 @@ fn validate_mtls(
     };
 
     let revocation =
-        validate_site_revocation(raw, prefix, files, trust_store.as_deref(), stores, c)?;
+        validate_site_revocation(raw, prefix, files, trust_store.as_deref(), stores, c);
+    let connection_function = match &raw.connection_function {
+        None => Some(None),
+        Some(function) => {
+            validate_connection_function(function, prefix, files, stores, c).map(Some)
+        }
+    };
+    let revocation = revocation?;
 
     Some(MtlsSettings {
         mode: mode?,
@@ -582,5 +590,6 @@ fn validate_mtls(
         crls: revocation.crls,
         crl_expired: revocation.crl_expired,
         revoke_open_connections: revocation.revoke_open_connections,
+        connection_function: connection_function?,
     })
 }

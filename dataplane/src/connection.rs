@@ -52,7 +52,7 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
     let snapshot = worker.snapshot();
     let timeouts = &snapshot.config.server.timeouts;
     let _ = stream.set_nodelay(true);
-    let ssl = match snapshot.new_session() {
+    let ssl = match snapshot.new_session_for(conn.id, conn.peer) {
         Ok(ssl) => ssl,
         Err(e) => {
             tracing::error!(error = %e, "cannot create TLS session");
@@ -115,13 +115,7 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
     // Copied: the exchange borrows it while the TLS stream is borrowed mutably.
     let fallback_host: Box<str> = tls
         .sni()
-        .or_else(|| {
-            site.config
-                .server_names
-                .iter()
-                .find(|n| !n.starts_with("*."))
-                .map(String::as_str)
-        })
+        .or_else(|| site.config.first_exact_name())
         .unwrap_or_default()
         .into();
     let exchange = Exchange {

@@ -16,6 +16,7 @@ pub mod control;
 pub mod demo;
 pub mod demo_origin;
 pub mod exchange;
+pub mod function;
 pub mod http;
 pub mod http1;
 pub mod http2;

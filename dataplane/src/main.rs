@@ -1,5 +1,5 @@
-//! The `portcullis` command: run the data plane, check a configuration, run the demo, or
-//! revoke and unrevoke certificates through the admin API.
+//! The `portcullis` command: run the data plane, check a configuration, run the demo,
+//! revoke and unrevoke certificates through the admin API, or test a connection function.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,6 +64,33 @@ enum Command {
         /// The certificate serial (as given; the server normalises it).
         serial: String,
     },
+    /// Connection functions.
+    Function {
+        #[command(subcommand)]
+        command: FunctionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FunctionCommand {
+    /// Run a connection function against a test connection and print the decision, the
+    /// custom log data, the console lines and the time used. Exit status 0: allowed, 2:
+    /// refused (denied or failed), 1: the function or the files could not be used.
+    Test {
+        /// The function (JavaScript module defining connectionHandler).
+        #[arg(long)]
+        file: PathBuf,
+        /// The test connection: JSON in the shape of the event (clientCertificate, clientIp,
+        /// endpoint, distributionId, connectionId).
+        #[arg(long)]
+        event: PathBuf,
+        /// The key-value store cf.kvs() reads, in CloudFront's import format.
+        #[arg(long)]
+        kvs: Option<PathBuf>,
+        /// The execution time limit.
+        #[arg(long, default_value = "5ms")]
+        time_limit: String,
+    },
 }
 
 /// How to reach the admin API.
@@ -115,6 +142,19 @@ fn main() -> ExitCode {
             store,
             serial,
         } => admin_call(&admin, "DELETE", &store, &serial, b""),
+        Command::Function {
+            command:
+                FunctionCommand::Test {
+                    file,
+                    event,
+                    kvs,
+                    time_limit,
+                },
+        } => match function_test(&file, &event, kvs.as_deref(), &time_limit) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(2),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,6 +197,86 @@ fn demo(dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     eprintln!("{}", demo.instructions(listen));
     portcullis::run::run(demo.config_path.clone())?;
     Ok(())
+}
+
+/// `portcullis function test`: true when the function allowed the test connection.
+fn function_test(
+    file: &std::path::Path,
+    event: &std::path::Path,
+    kvs: Option<&std::path::Path>,
+    time_limit: &str,
+) -> anyhow::Result<bool> {
+    use portcullis::function::{ConnectionFunction, KvsSource, TestEvent};
+    use portcullis::tls::Refusal;
+
+    let source = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if source.len() > portcullis_config::MAX_FUNCTION_BYTES {
+        anyhow::bail!(
+            "{}: function is {} bytes long, more than the limit of {} bytes",
+            file.display(),
+            source.len(),
+            portcullis_config::MAX_FUNCTION_BYTES
+        );
+    }
+    let source = String::from_utf8(source)
+        .map_err(|_| anyhow::anyhow!("{}: function is not valid UTF-8", file.display()))?;
+    let limit = humantime_limit(time_limit)?;
+    let kvs = kvs
+        .map(KvsSource::from_import_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--kvs {e}"))?;
+    let name = file.file_name().map_or_else(
+        || "function.js".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let function = ConnectionFunction::new(&name, source.into(), limit, kvs)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let text = std::fs::read(event).with_context(|| format!("reading {}", event.display()))?;
+    let event: TestEvent = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not an event", event.display()))?;
+    let leaf = event.leaf();
+    let report = function.call_collecting_console(&event.input(leaf.as_ref()));
+    let allowed = report.decision.is_ok();
+    match &report.decision {
+        Ok(()) => {
+            println!("decision: allow");
+            println!("connectionStatus: Success");
+        }
+        Err(refusal) => {
+            println!(
+                "decision: {}",
+                if refusal.is_denial() { "deny" } else { "error" }
+            );
+            let refusal = Refusal::Function(refusal.clone());
+            println!("connectionStatus: {}", refusal.code().status());
+            println!("failureDetail: {refusal}");
+        }
+    }
+    match &report.custom_data {
+        Some(text) => println!("connectionLogCustomData: {text}"),
+        None => println!("connectionLogCustomData: -"),
+    }
+    println!("console: {} line(s)", report.console.len());
+    for line in &report.console {
+        println!("  {line}");
+    }
+    let used = report.elapsed.as_secs_f64() * 1e3;
+    let limit_ms = limit.as_secs_f64() * 1e3;
+    println!(
+        "time used: {used:.3} ms of {limit_ms} ms ({:.1} %)",
+        used / limit_ms * 100.0
+    );
+    Ok(allowed)
+}
+
+/// `5ms`, `500us`, `1s` (the range of the configuration's `time_limit`).
+fn humantime_limit(text: &str) -> anyhow::Result<std::time::Duration> {
+    let limit = portcullis_config::parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("--time-limit: {e}"))?;
+    if limit < std::time::Duration::from_micros(100) || limit > std::time::Duration::from_secs(1) {
+        anyhow::bail!("--time-limit {text:?}: must be in range 100us..=1s");
+    }
+    Ok(limit)
 }
 
 /// Sends one revocation request to the admin API and prints the JSON answer; a non-2xx

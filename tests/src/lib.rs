@@ -776,6 +776,13 @@ pub fn replace_file(path: &Path, contents: &[u8]) {
     std::fs::rename(&temp, path).expect("rename over the file");
 }
 
+/// Whether the binaries run under a sanitizer (`.ci/asan` sets `PORTCULLIS_SANITIZER`): its
+/// shadow memory and quarantine make resident-memory figures meaningless, so tests skip their
+/// RSS bounds (and only those).
+pub fn under_sanitizer() -> bool {
+    std::env::var_os("PORTCULLIS_SANITIZER").is_some()
+}
+
 /// Another binary of the workspace, built next to `portcullis` (e.g. `portcullis-loadtest`).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let bin = portcullis_bin().with_file_name(name);

@@ -94,7 +94,9 @@ fn chunked_upload_and_100_mib_download_arrive_intact_in_bounded_memory() {
     );
 
     let peak = server.peak_rss_kib();
-    assert!(peak < 64 * 1024, "peak RSS {peak} KiB exceeds 64 MiB");
+    if !portcullis_e2e::under_sanitizer() {
+        assert!(peak < 64 * 1024, "peak RSS {peak} KiB exceeds 64 MiB");
+    }
 }
 
 #[test]

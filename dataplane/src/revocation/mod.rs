@@ -43,6 +43,7 @@ pub use cache::CacheSettings;
 pub use error::RevocationError;
 pub use scope::SiteRevocation;
 pub use state::{RevocationState, WritesLock};
+pub(crate) use store::Store;
 pub use view::{RevocationView, StoreSummary};
 
 /// The revocation verdict for one certificate.

@@ -46,6 +46,49 @@ pub(crate) fn to_normal_hex(magnitude_be: &[u8]) -> String {
     }
 }
 
+/// Longest key a store lookup accepts, in characters (the store key limit).
+const MAX_KEY_CHARS: usize = 512;
+
+/// The magnitude of a serial written as a store key (`0A:1b:2c`, `a1b2c`, `000a1b`): hex
+/// digits in any case, optionally in non-empty groups separated by `:`, at most 512
+/// characters. Written into `out` without allocating; None for anything else.
+pub(crate) fn key_magnitude<'a>(
+    key: &str,
+    out: &'a mut [u8; MAX_KEY_CHARS / 2],
+) -> Option<&'a [u8]> {
+    let text = key.as_bytes();
+    if text.is_empty() || text.len() > MAX_KEY_CHARS {
+        return None;
+    }
+    if text.first() == Some(&b':') || text.last() == Some(&b':') {
+        return None;
+    }
+    let digits = text.iter().filter(|&&b| b != b':').count();
+    let mut nibble = (MAX_KEY_CHARS - digits) % 2 == 1;
+    let mut pos = (MAX_KEY_CHARS - digits) / 2;
+    out.fill(0);
+    let mut previous_colon = false;
+    for &b in text {
+        if b == b':' {
+            if previous_colon {
+                return None;
+            }
+            previous_colon = true;
+            continue;
+        }
+        previous_colon = false;
+        let value = hex_value(b)?;
+        if nibble {
+            out[pos] |= value;
+            pos += 1;
+        } else {
+            out[pos] = value << 4;
+        }
+        nibble = !nibble;
+    }
+    Some(magnitude(out))
+}
+
 /// The value of one hexadecimal digit.
 fn hex_value(digit: u8) -> Option<u8> {
     match digit {
@@ -74,5 +117,24 @@ mod tests {
         let long: Vec<u8> = (1..=40).collect();
         let text = to_normal_hex(&long);
         assert_eq!(from_normal_hex(&text).as_deref(), Some(&long[..]));
+    }
+
+    #[test]
+    fn store_keys_in_every_written_form() {
+        let mut buf = [0u8; 256];
+        for key in ["0a1b2c", "0A:1B:2C", "a1b2c", "00:0a:1b:2c", "A1B2C"] {
+            assert_eq!(
+                key_magnitude(key, &mut buf),
+                Some(&[0x0a, 0x1b, 0x2c][..]),
+                "{key}"
+            );
+        }
+        assert_eq!(key_magnitude("0", &mut buf), Some(&[][..]));
+        for bad in ["", ":0a", "0a:", "0a::1b", "0x1b", "revoked", "1 2"] {
+            assert_eq!(key_magnitude(bad, &mut buf), None, "{bad}");
+        }
+        let long = "f".repeat(512);
+        assert_eq!(key_magnitude(&long, &mut buf).map(<[u8]>::len), Some(256));
+        assert_eq!(key_magnitude(&"f".repeat(513), &mut buf), None);
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use portcullis_config::revocation::{RevocationStoreSnapshot, StoreFormat};
@@ -36,6 +38,13 @@ pub(crate) struct Store {
     name: Arc<str>,
     entries: ArcSwap<Entries>,
     file: Mutex<StoreFile>,
+    /// Bumped on every change of the contents (revoke, unrevoke, import, reload), so that
+    /// what depends on the data (a connection function's sessions) can tell it changed.
+    version: AtomicU64,
+    /// When this store object was created (its configuration generation loaded it).
+    created: SystemTime,
+    /// When its contents last changed, in milliseconds since the epoch.
+    updated_ms: AtomicU64,
 }
 
 impl fmt::Debug for Store {
@@ -50,6 +59,7 @@ impl fmt::Debug for Store {
 impl Store {
     /// A store holding the entries of a configuration snapshot.
     pub(crate) fn from_snapshot(snapshot: &RevocationStoreSnapshot) -> Self {
+        let now = SystemTime::now();
         Self {
             name: Arc::from(snapshot.name.as_str()),
             entries: ArcSwap::from_pointee(entries_of(snapshot)),
@@ -59,7 +69,33 @@ impl Store {
                 object_url: snapshot.object_url.clone(),
                 written_sha256: None,
             }),
+            version: AtomicU64::new(next_version()),
+            created: now,
+            updated_ms: AtomicU64::new(epoch_ms(now)),
         }
+    }
+
+    /// Changes every time the contents change (any write); unique in the process, so a store
+    /// of a new configuration generation never repeats an earlier store's version.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// When this store object was created (its configuration generation loaded it).
+    pub(crate) fn created(&self) -> SystemTime {
+        self.created
+    }
+
+    /// When the contents last changed (or the store was loaded).
+    pub(crate) fn last_updated(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_millis(self.updated_ms.load(Ordering::Acquire))
+    }
+
+    /// Records a change of the contents.
+    fn changed(&self) {
+        self.updated_ms
+            .store(epoch_ms(SystemTime::now()), Ordering::Release);
+        self.version.store(next_version(), Ordering::Release);
     }
 
     /// The store's configured name.
@@ -103,6 +139,15 @@ impl Store {
         self.entries.load().get(magnitude).cloned()
     }
 
+    /// The value of a key written as a serial in any accepted form (`0A:1B`, `a1b`): the
+    /// lookup of a connection function's `cf.kvs()`. None for an absent or non-serial key.
+    /// Lock-free and allocation-free.
+    pub(crate) fn lookup_key(&self, key: &str) -> Option<Arc<str>> {
+        let mut buf = [0u8; 256];
+        let magnitude = serial::key_magnitude(key, &mut buf)?;
+        self.entries.load().get(magnitude).cloned()
+    }
+
     /// Number of revoked serials.
     pub(crate) fn len(&self) -> usize {
         self.entries.load().len()
@@ -137,6 +182,7 @@ impl Store {
             })?;
             file.written_sha256 = Some(portcullis_config::sources::sha256(&contents));
             self.entries.store(Arc::new(next));
+            self.changed();
         }
         Ok(result)
     }
@@ -146,6 +192,18 @@ impl Store {
     fn lock_file(&self) -> std::sync::MutexGuard<'_, StoreFile> {
         self.file.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A store version never used before in this process.
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Shares one `Arc<str>` between equal values (most stores repeat a handful

@@ -4,12 +4,18 @@
 //! A worker sees the same certificates again and again (clients reconnect), so it keeps the
 //! fields it parsed, keyed by the SHA-256 of the leaf DER, in a bounded map that starts over
 //! when full (like the viewer-header cache). Records share the fields through an `Arc`.
+//!
+//! The worker's cache is a thread-local ([`cached_fields`]): a worker is one thread, and the
+//! certificate decision (a connection function's event) reads it from inside BoringSSL's
+//! verify callback, where only the thread is known. A handshake parses its leaf at most once:
+//! the function's event and the connection log share the same `Arc`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
 use crate::viewer_cert::{format_name_in_order, format_serial, hex_lower, push_utc_time};
@@ -30,6 +36,26 @@ pub struct LeafFields {
     pub validity: Box<str>,
     /// `clientLeafCertSha256`: lowercase hex of the SHA-256 of the DER.
     pub sha256: Box<str>,
+    /// The subject alternative names, `DNS:a.example`, `IP:192.0.2.1`, `URI:spiffe://x/y`,
+    /// `email:a@example` (a connection function's `subjectAlternativeNames` extension).
+    pub subject_alternative_names: Box<[Box<str>]>,
+}
+
+impl LeafFields {
+    /// `notBefore` of [`Self::validity`] (`2025-09-10T23:43:10Z`).
+    pub fn not_before(&self) -> &str {
+        self.validity_part().0
+    }
+
+    /// `notAfter` of [`Self::validity`].
+    pub fn not_after(&self) -> &str {
+        self.validity_part().1
+    }
+
+    fn validity_part(&self) -> (&str, &str) {
+        let text = self.validity.strip_prefix("NotBefore=").unwrap_or_default();
+        text.split_once(";NotAfter=").unwrap_or((text, ""))
+    }
 }
 
 impl LeafFields {
@@ -49,8 +75,53 @@ impl LeafFields {
             issuer: format_name_in_order(cert.issuer()).into(),
             validity: text.into(),
             sha256: hex_lower(digest).into(),
+            subject_alternative_names: alternative_names(&cert),
         })
     }
+}
+
+/// The subject alternative names in their `TYPE:value` text form.
+fn alternative_names(cert: &X509Certificate<'_>) -> Box<[Box<str>]> {
+    let Ok(Some(extension)) = cert.subject_alternative_name() else {
+        return Box::default();
+    };
+    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).collect() };
+    extension
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| {
+            let text = match name {
+                GeneralName::DNSName(s) => format!("DNS:{}", clean(s)),
+                GeneralName::RFC822Name(s) => format!("email:{}", clean(s)),
+                GeneralName::URI(s) => format!("URI:{}", clean(s)),
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => format!(
+                        "IP:{}",
+                        std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).ok()?)
+                    ),
+                    16 => format!(
+                        "IP:{}",
+                        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).ok()?)
+                    ),
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            Some(text.into_boxed_str())
+        })
+        .collect()
+}
+
+thread_local! {
+    /// This worker thread's parsed leaves.
+    static LEAVES: LeafCache = LeafCache::default();
+}
+
+/// The fields of `der` from this thread's (worker's) cache, parsed on first sight. None if it
+/// does not parse.
+pub fn cached_fields(der: &[u8]) -> Option<Arc<LeafFields>> {
+    LEAVES.with(|cache| cache.fields(der))
 }
 
 /// Leaf fields by SHA-256 of the DER, on one worker.
@@ -111,6 +182,11 @@ mod tests {
         );
         assert!(a.validity.starts_with("NotBefore=") && a.validity.contains("Z;NotAfter="));
         assert_eq!(a.sha256.len(), 64);
+        assert!(a.not_before().ends_with('Z') && a.not_after().ends_with('Z'));
+        assert_eq!(
+            a.validity.as_ref(),
+            format!("NotBefore={};NotAfter={}", a.not_before(), a.not_after())
+        );
         assert!(cache.fields(b"junk").is_none());
     }
 }

@@ -32,7 +32,7 @@ use portcullis_config::{
 
 pub use access::RequestObserver;
 pub use connection_id::{ConnectionId, IdGenerator};
-pub use leaf::{LeafCache, LeafFields};
+pub use leaf::{cached_fields, LeafCache, LeafFields};
 pub use metrics::{LogKind, Metrics, SiteCounters};
 pub use record::{AccessRecord, CloseStats, ConnectionRecord, LogRecord};
 
@@ -157,7 +157,6 @@ impl Telemetry {
             queue: RefCell::new(queue),
             sites: RefCell::new(HashMap::new()),
             unknown_site: self.metrics.site("-"),
-            leaves: LeafCache::default(),
             connection_id_header: self.settings.connection_id_header.clone(),
             last_drop_warning: Cell::new(None),
             drops_since_warning: Cell::new(0),
@@ -200,7 +199,6 @@ pub struct WorkerTelemetry {
     sites: RefCell<HashMap<u64, Rc<SiteSlot>>>,
     /// Counters of connections that failed before a site was selected (`site="-"`).
     unknown_site: Arc<SiteCounters>,
-    leaves: LeafCache,
     connection_log: bool,
     access_log: bool,
     log_close: bool,
@@ -317,10 +315,12 @@ impl WorkerTelemetry {
         counters
             .worker(self.worker)
             .handshake(code, took, info.is_some_and(|i| i.resumed));
-        let leaf = if self.logs_anything() {
-            tls.leaf_der().and_then(|der| self.leaves.fields(der))
-        } else {
-            None
+        let record = tls.handshake_record();
+        let leaf = match record.and_then(|r| r.leaf()) {
+            // Parsed for the connection function's event in this handshake.
+            Some(leaf) => Some(Arc::clone(leaf)),
+            None if self.logs_anything() => tls.leaf_der().and_then(cached_fields),
+            None => None,
         };
         if self.connection_log {
             let record = ConnectionRecord {
@@ -334,7 +334,7 @@ impl WorkerTelemetry {
                 handshake_ms: took.as_secs_f64() * 1e3,
                 sni: tls.sni().map(Into::into),
                 leaf: leaf.clone(),
-                custom_data: None,
+                custom_data: record.and_then(|r| r.custom_data()).map(Into::into),
                 close: None,
             };
             self.push(LogKind::Connection, LogRecord::Connection(Box::new(record)));

@@ -4,8 +4,13 @@
 //! session id context, certificate verification callback carrying the site's policy). New
 //! connections start on a front context whose ClientHello callback picks the site by SNI,
 //! switches the connection to the site's context and sets the per-connection verify mode.
+//!
+//! A site's connection function is checked (compiled) here, so `check` and a reload refuse a
+//! broken one, and runs inside the certificate decision ([`verify_viewer`]) or, for a client
+//! that presented no certificate, right after the handshake ([`decide_without_certificate`]).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::SystemTime;
@@ -18,7 +23,7 @@ use boring::ssl::{
 };
 use boring::x509::X509;
 use portcullis_config::{
-    AppProtocol, ConfigError, ConfigErrors, SiteSnapshot, Snapshot, TrustAnchor,
+    AppProtocol, ConfigError, ConfigErrors, MtlsMode, SiteSnapshot, Snapshot, TrustAnchor,
 };
 
 use super::ext;
@@ -27,7 +32,9 @@ use super::refusal::{alert, Refusal};
 use super::trust::TrustAnchors;
 use super::verify::verify_chain;
 use super::viewer_identity::{HandshakeRecord, SiteRevocationCheck};
+use crate::function::{ConnectionFunction, FunctionInput, KvsSource};
 use crate::revocation::{RevocationState, RevocationView};
+use crate::telemetry::{cached_fields, ConnectionId, LeafFields};
 
 /// TLS 1.2 suites: forward secret AEADs only (TLS 1.3 suites are BoringSSL's fixed set).
 const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
@@ -48,22 +55,36 @@ pub struct SiteTls {
     pub policy: ViewerPolicy,
     /// Revocation checks for its viewers.
     pub revocation: SiteRevocationCheck,
+    /// The connection function run in its handshakes.
+    pub function: Option<Arc<ConnectionFunction>>,
     /// The viewer trust anchors (roots and intermediates of `mtls.trust_store`), shared with
     /// other generations that have the same anchors.
     trust: Arc<TrustAnchors>,
-    /// Session id context prefix; the revocation epoch completes it, so that sessions issued
-    /// before any revocation change are not resumed (the client gets a full, checked handshake).
-    sid_prefix: [u8; 24],
+    /// Session id context prefix (the site and its function's digest); the revocation epoch
+    /// and the function's data version complete it, so that sessions issued before any
+    /// revocation change, or under another function or other function data, are not resumed
+    /// (the client gets a full, checked handshake).
+    sid_prefix: [u8; 16],
     context: SslContext,
 }
 
 impl SiteTls {
-    /// The session id context for the current revocation epoch.
+    /// The session id context for the current revocation epoch and function data.
     fn session_id_context(&self) -> [u8; 32] {
         let mut sid = [0u8; 32];
-        sid[..24].copy_from_slice(&self.sid_prefix);
-        sid[24..].copy_from_slice(&self.revocation.epoch().to_be_bytes());
+        sid[..16].copy_from_slice(&self.sid_prefix);
+        sid[16..24].copy_from_slice(&self.revocation.epoch().to_be_bytes());
+        let data = self.function.as_ref().map_or(0, |f| f.data_version());
+        sid[24..].copy_from_slice(&data.to_be_bytes());
         sid
+    }
+
+    /// Whether connections without a client certificate are decided by the function after
+    /// the handshake: such connections must get no session ticket, since a TLS 1.2 ticket
+    /// leaves before that decision (sites whose function only ever runs in the verify
+    /// callback, `required` mode, keep resumption).
+    fn decides_after_handshake(&self) -> bool {
+        self.function.is_some() && self.policy.mode != MtlsMode::Required
     }
 }
 
@@ -158,20 +179,31 @@ impl TlsSnapshot {
                 continue;
             };
             let check = SiteRevocationCheck::new(Arc::clone(revocation), scope.clone(), &site.name);
+            let function = match site_function(site, &view) {
+                Ok(function) => function,
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
             match site_context_builder(site, true) {
                 Ok(SiteContext {
                     builder,
                     trust: Some(trust),
                 }) => {
-                    let sid =
-                        boring::sha::sha256(format!("{}\0{}", site.index, site.name).as_bytes());
-                    let mut sid_prefix = [0u8; 24];
-                    sid_prefix.copy_from_slice(&sid[..24]);
+                    let mut id = format!("{}\0{}\0", site.index, site.name).into_bytes();
+                    if let Some(function) = &function {
+                        id.extend_from_slice(function.digest());
+                    }
+                    let sid = boring::sha::sha256(&id);
+                    let mut sid_prefix = [0u8; 16];
+                    sid_prefix.copy_from_slice(&sid[..16]);
                     sites.push(Arc::new(SiteTls {
                         id: NEXT_SITE_ID.fetch_add(1, Ordering::Relaxed),
                         config: Arc::clone(site),
                         policy: ViewerPolicy::from_settings(&site.mtls),
                         revocation: check,
+                        function: function.map(Arc::new),
                         trust,
                         sid_prefix,
                         context: builder.build(),
@@ -211,6 +243,9 @@ impl TlsSnapshot {
             ext::set_session_id_context(ssl, &site.session_id_context())
                 .map_err(|_| SelectCertError::ERROR)?;
             ext::set_connection_verify(ssl, site.policy.verify_mode());
+            if site.decides_after_handshake() {
+                ext::disable_tickets(ssl);
+            }
             ssl.set_ex_data(site_index(), Arc::clone(site));
             Ok(())
         });
@@ -240,13 +275,27 @@ impl TlsSnapshot {
 
     /// A new server-side TLS session for an accepted connection.
     pub fn new_session(&self) -> Result<Ssl, boring::error::ErrorStack> {
+        self.session_with(HandshakeRecord::default())
+    }
+
+    /// A new server-side TLS session for connection `id` from `peer` (what a connection
+    /// function's event names).
+    pub fn new_session_for(
+        &self,
+        id: ConnectionId,
+        peer: SocketAddr,
+    ) -> Result<Ssl, boring::error::ErrorStack> {
+        self.session_with(HandshakeRecord::for_connection(id, peer))
+    }
+
+    fn session_with(&self, record: HandshakeRecord) -> Result<Ssl, boring::error::ErrorStack> {
         let mut ssl = Ssl::new(&self.front)?;
         // Free the handshake-only configuration (certificate, key, CA names) once the
         // handshake is done: an idle connection keeps only what it still needs.
         ext::shed_handshake_config(&mut ssl);
         // Set before the ClientHello, so that alerts of a handshake that fails early are
         // recorded too.
-        ssl.set_ex_data(handshake_record_index(), HandshakeRecord::default());
+        ssl.set_ex_data(handshake_record_index(), record);
         Ok(ssl)
     }
 
@@ -264,6 +313,40 @@ impl TlsSnapshot {
     pub(crate) fn site_of(ssl: &SslRef) -> Option<&Arc<SiteTls>> {
         ssl.ex_data(site_index())
     }
+}
+
+/// A site's connection function, compiled to check it (a syntax error is a configuration
+/// error naming the file, line and column), reading the store its `kvs` names in this
+/// generation's revocation view (the store the admin API edits once the view is live).
+fn site_function(
+    site: &SiteSnapshot,
+    view: &RevocationView,
+) -> Result<Option<ConnectionFunction>, ConfigError> {
+    let Some(settings) = &site.mtls.connection_function else {
+        return Ok(None);
+    };
+    let kvs = match &settings.kvs {
+        None => None,
+        Some(name) => Some(
+            view.store(name)
+                .cloned()
+                .map(KvsSource::of)
+                .ok_or_else(|| ConfigError {
+                    file: settings.path.clone(),
+                    key: format!("{}.mtls.connection_function.kvs", site.key_prefix),
+                    reason: format!(
+                        "key-value store {name:?} is not defined in this configuration"
+                    ),
+                })?,
+        ),
+    };
+    ConnectionFunction::from_settings(settings, kvs)
+        .map(Some)
+        .map_err(|e| ConfigError {
+            file: settings.path.clone(),
+            key: settings.file_key.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// A site's context under construction and the trust anchors its verify callback uses (none
@@ -461,18 +544,92 @@ pub(crate) fn verify_viewer(ssl: &mut SslRef) -> Result<(), u8> {
         return Err(alert::INTERNAL_ERROR);
     };
     let presented: Vec<&[u8]> = ext::peer_certificates(ssl).collect();
-    let decision = verify_chain(
+    let mut decision = verify_chain(
         &site.policy,
         &site.trust,
         &presented,
         &site.revocation,
         SystemTime::now(),
     );
+    if let (Ok(_), Some(function)) = (&decision, &site.function) {
+        // The function can only narrow access: it runs once every check above passed.
+        let leaf = presented.first().map(|der| cached_fields(der));
+        decision = match leaf {
+            Some(None) => Err(Refusal::Malformed { index: 0 }),
+            Some(Some(leaf)) => run_function(ssl, site, function, Some(leaf)).and(decision),
+            None => run_function(ssl, site, function, None).and(decision),
+        };
+    }
     let answer = decision.as_ref().map(|_| ()).map_err(Refusal::alert);
     if let Some(record) = TlsSnapshot::handshake_record_of(ssl) {
         record.decide(decision);
     }
     answer
+}
+
+/// The decision of a site's connection function for a connection that presented no client
+/// certificate (optional or passthrough mode), made right after its full handshake (BoringSSL
+/// runs no verify callback without a certificate). Resumed sessions and connections already
+/// decided pass. On refusal the alert to send is returned and the refusal recorded.
+pub(crate) fn decide_without_certificate(ssl: &SslRef) -> Result<(), u8> {
+    let Some(site) = TlsSnapshot::site_of(ssl) else {
+        return Ok(());
+    };
+    let Some(function) = &site.function else {
+        return Ok(());
+    };
+    let record = TlsSnapshot::handshake_record_of(ssl);
+    if ssl.session_reused()
+        || record.is_some_and(|r| r.decision().is_some())
+        || ext::peer_leaf_der(ssl).is_some()
+    {
+        return Ok(());
+    }
+    let decision = run_function(ssl, site, function, None).map(|()| Default::default());
+    let answer = decision.as_ref().map(|_| ()).map_err(Refusal::alert);
+    if let Some(record) = record {
+        record.decide(decision);
+    }
+    answer
+}
+
+/// Runs `function` for this connection (with the leaf's fields when a certificate was
+/// presented); keeps its custom log data and the leaf in the handshake record.
+fn run_function(
+    ssl: &SslRef,
+    site: &SiteTls,
+    function: &ConnectionFunction,
+    leaf: Option<Arc<LeafFields>>,
+) -> Result<(), Refusal> {
+    let record = TlsSnapshot::handshake_record_of(ssl);
+    let (id, peer) = record
+        .and_then(HandshakeRecord::connection)
+        .ok_or(Refusal::Internal(
+            "connection function without a connection id",
+        ))?;
+    let id = id.encode();
+    let endpoint = ssl
+        .servername(NameType::HOST_NAME)
+        .or_else(|| site.config.first_exact_name())
+        .unwrap_or_default();
+    let input = FunctionInput {
+        leaf: leaf.as_deref(),
+        client_ip: peer.ip(),
+        endpoint,
+        distribution_id: &site.config.name,
+        connection_id: std::str::from_utf8(&id).unwrap_or("-"),
+        tls_version: Some(ssl.version_str()),
+    };
+    let report = function.call(&input);
+    if let Some(record) = record {
+        if let Some(leaf) = leaf {
+            record.set_leaf(leaf);
+        }
+        if let Some(text) = report.custom_data {
+            record.set_custom_data(text);
+        }
+    }
+    report.decision.map_err(Refusal::Function)
 }
 
 /// Records an alert a connection sent (`sent`) or received in its handshake record (called

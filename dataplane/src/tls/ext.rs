@@ -290,6 +290,20 @@ pub(crate) fn set_session_id_context(ssl: &mut SslRef, sid_ctx: &[u8]) -> Result
     .map(|_| ())
 }
 
+/// Turns session tickets off for one connection (set in the ClientHello callback, before
+/// BoringSSL looks at a ticket or decides to issue one, in TLS 1.2 and 1.3 alike).
+pub(crate) fn disable_tickets(ssl: &mut SslRef) {
+    // SAFETY: `ssl` is a live SSL; SSL_set_options only ORs in option bits.
+    unsafe { boring_sys::SSL_set_options(ssl.as_ptr(), boring_sys::SSL_OP_NO_TICKET as u32) };
+}
+
+/// Queues a fatal alert on a connection whose handshake completed (the refusal of a decision
+/// made after it); the caller sends the queued bytes. False if BoringSSL refused.
+pub(crate) fn send_fatal_alert(ssl: &mut SslRef, alert: u8) -> bool {
+    // SAFETY: `ssl` is a live SSL; the alert is written into its write buffer.
+    unsafe { boring_sys::SSL_send_fatal_alert(ssl.as_ptr(), alert) > 0 }
+}
+
 /// Frees the handshake-only configuration (certificate, key, CA names) of a connection once
 /// its handshake is done.
 pub(crate) fn shed_handshake_config(ssl: &mut SslRef) {

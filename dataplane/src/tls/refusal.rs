@@ -10,6 +10,7 @@ use std::fmt;
 
 use boring::x509::X509VerifyError;
 
+use crate::function::FunctionRefusal;
 use crate::revocation::RevokedBy;
 
 /// TLS alert numbers (RFC 8446 section 6) that refusals send.
@@ -221,6 +222,9 @@ pub enum Refusal {
         /// The certificate whose issuer's CRL is stale.
         cert: ChainCert,
     },
+    /// The site's connection function denied the connection, or failed (threw, timed out,
+    /// rejected, decided nothing): it runs only after every check above passed.
+    Function(FunctionRefusal),
     /// The decision could not be evaluated (fail closed).
     Internal(&'static str),
 }
@@ -237,6 +241,8 @@ impl Refusal {
             Self::ChainTooDeep { .. } => FailureCode::ClientCertMaxChainDepthExceeded,
             Self::IntentInvalid { .. } => FailureCode::ClientCertIntentInvalid,
             Self::Revoked { .. } | Self::CrlExpired { .. } => FailureCode::ClientCertRejected,
+            Self::Function(refusal) if refusal.is_denial() => FailureCode::ConnectionFunctionDenied,
+            Self::Function(_) => FailureCode::ConnectionFunctionError,
             Self::Internal(_) => FailureCode::Internal,
         }
     }
@@ -255,6 +261,8 @@ impl Refusal {
             Self::ChainTooDeep { .. } => of(X509VerifyError::CERT_CHAIN_TOO_LONG),
             Self::Revoked { .. } => of(X509VerifyError::CERT_REVOKED),
             Self::CrlExpired { .. } => of(X509VerifyError::CRL_HAS_EXPIRED),
+            // Denied or failed alike: the client learns only that access is denied.
+            Self::Function(_) => alert::ACCESS_DENIED,
             Self::Internal(_) => alert::INTERNAL_ERROR,
         }
     }
@@ -292,6 +300,7 @@ impl fmt::Display for Refusal {
                 f,
                 "CRL of the issuer of {cert} is past its nextUpdate (crl_expired = deny)"
             ),
+            Self::Function(refusal) => write!(f, "{refusal}"),
             Self::Internal(what) => write!(f, "internal error: {what}"),
         }
     }

@@ -96,6 +96,10 @@ pub enum TlsError {
     /// The peer closed the connection in the middle of the handshake.
     #[error("peer closed the connection during the handshake")]
     Eof,
+    /// The decision made right after the handshake (a connection function, for a client
+    /// without a certificate) refused the peer; the alert was sent.
+    #[error("refused after the handshake")]
+    Refused,
 }
 
 /// What a finished handshake negotiated.
@@ -223,6 +227,9 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
                     "client closed the connection during the handshake".into(),
                 )
             }
+            TlsError::Refused => {
+                return HandshakeFailure::Internal("refused after the handshake".into())
+            }
             TlsError::Ssl(e) => e,
         };
         if let Some(io) = ssl.io_error() {
@@ -255,6 +262,11 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         loop {
             match self.ssl.accept() {
                 Ok(()) => {
+                    if let Err(alert) = super::context::decide_without_certificate(self.ssl.ssl()) {
+                        ext::send_fatal_alert(self.ssl.ssl_mut(), alert);
+                        let _ = self.send_pending().await;
+                        return Err(TlsError::Refused);
+                    }
                     self.tickets_queued = self.ssl.ssl().version2() == Some(SslVersion::TLS1_3);
                     self.send_pending().await?;
                     return Ok(());

@@ -3,6 +3,7 @@
 //! for open connections, when revocation data changes.
 
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -16,6 +17,7 @@ use super::ext::{
 use super::refusal::Refusal;
 use super::verify::{RevocationView, VerifiedChain};
 use crate::revocation::{RevocationState, SiteRevocation, Verdict};
+use crate::telemetry::{ConnectionId, LeafFields};
 
 /// One certificate, as revocation data identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,19 +49,60 @@ impl CertKey {
 }
 
 /// What one handshake recorded for later: the certificate decision (set once by the verify
-/// callback; absent when it did not run, e.g. on resumption or without a certificate) and the
-/// last TLS alerts sent and received (for the connection log's failure detail).
+/// callback; absent when it did not run, e.g. on resumption or without a certificate), the
+/// last TLS alerts sent and received (for the connection log's failure detail), and what a
+/// connection function produced (its custom log data, the leaf fields of its event).
 #[derive(Debug, Default)]
 pub struct HandshakeRecord {
     decision: OnceLock<Result<VerifiedChain, Refusal>>,
     alert_sent: AtomicU16,
     alert_received: AtomicU16,
+    /// The connection's id and client address (a connection function's event).
+    connection: Option<(ConnectionId, SocketAddr)>,
+    /// The client leaf's fields, when the connection function's event parsed them.
+    leaf: OnceLock<Arc<LeafFields>>,
+    /// `connection.logCustomData()` of the connection function.
+    custom_data: OnceLock<Box<str>>,
 }
 
 /// Marks a recorded alert (so that alert 0, close_notify, is distinguishable from none).
 const ALERT_PRESENT: u16 = 0x100;
 
 impl HandshakeRecord {
+    /// The record of connection `id` from `peer`.
+    pub fn for_connection(id: ConnectionId, peer: SocketAddr) -> Self {
+        Self {
+            connection: Some((id, peer)),
+            ..Self::default()
+        }
+    }
+
+    /// The connection's id and client address, if known.
+    pub fn connection(&self) -> Option<(ConnectionId, SocketAddr)> {
+        self.connection
+    }
+
+    /// Keeps the leaf's fields parsed during the handshake (the first record wins).
+    pub fn set_leaf(&self, leaf: Arc<LeafFields>) {
+        let _ = self.leaf.set(leaf);
+    }
+
+    /// The leaf's fields, if the handshake parsed them.
+    pub fn leaf(&self) -> Option<&Arc<LeafFields>> {
+        self.leaf.get()
+    }
+
+    /// Keeps the connection function's custom log data (the first record wins: one call of
+    /// the function per handshake).
+    pub fn set_custom_data(&self, text: Box<str>) {
+        let _ = self.custom_data.set(text);
+    }
+
+    /// The connection function's custom log data.
+    pub fn custom_data(&self) -> Option<&str> {
+        self.custom_data.get().map(|s| &**s)
+    }
+
     /// Records the certificate decision (the first record wins).
     pub fn decide(&self, decision: Result<VerifiedChain, Refusal>) {
         let _ = self.decision.set(decision);
