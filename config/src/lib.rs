@@ -16,8 +16,8 @@ mod admin;
 mod crl;
 mod duration;
 mod error;
-mod http2;
 mod function;
+mod http2;
 mod load;
 pub mod logs;
 mod machine;
@@ -39,8 +39,8 @@ use std::path::Path;
 
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
-pub use http2::{AppProtocol, Http2Settings, DEFAULT_ALPN};
 pub use function::{ConnectionFunctionSettings, DEFAULT_TIME_LIMIT, MAX_FUNCTION_BYTES};
+pub use http2::{AppProtocol, Http2Settings, DEFAULT_ALPN};
 pub use logs::{
     peek_diagnostics, DiagnosticsFormat, DiagnosticsSettings, LogDestination, LogFormat,
     LogSettings, LogStream, ACCESS_LOG_FIELDS, CONNECTION_LOG_FIELDS,
