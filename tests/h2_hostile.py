@@ -288,6 +288,125 @@ def scenario_multiplex(port, ca, cert, key):
     return result
 
 
+class RecordingTls:
+    """TLS 1.2 over memory BIOs on a real socket, keeping every ciphertext byte received so
+    the TLS records can be counted (TLS 1.2: nothing but application data follows the
+    handshake). Offers `recv`, `sendall` and `settimeout` like a socket, for `pump`."""
+
+    def __init__(self, port, ca, cert, key):
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(["h2"])
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname=HOST)
+        self.seen = bytearray()
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+        self._flush()
+
+    def _flush(self):
+        data = self.out.read()
+        if data:
+            self.raw.sendall(data)
+
+    def _fill(self):
+        data = self.raw.recv(65536)
+        if not data:
+            raise ConnectionError("closed")
+        self.seen.extend(data)
+        self.inc.write(data)
+
+    def settimeout(self, t):
+        self.raw.settimeout(t)
+
+    def sendall(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def recv(self, n):
+        while True:
+            try:
+                return self.tls.read(n)
+            except ssl.SSLWantReadError:
+                self._fill()
+            except ssl.SSLZeroReturnError:
+                return b""
+
+
+def tls_records(data):
+    """(content type, length) of the TLS records in `data`."""
+    records = []
+    while len(data) >= 5:
+        length = (data[3] << 8) | data[4]
+        records.append([data[0], length])
+        data = data[5 + length:]
+    return records
+
+
+def scenario_records(port, ca, cert, key):
+    # Two small responses (the origin's echo of the request, a few KiB): each one's HEADERS
+    # and DATA frames leave in a single TLS record.
+    tls = RecordingTls(port, ca, cert, key)
+    assert tls.tls.selected_alpn_protocol() == "h2", tls.tls.selected_alpn_protocol()
+    conn = h2.connection.H2Connection(
+        config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+    )
+    conn.initiate_connection()
+    tls.sendall(conn.data_to_send())
+    # The server's SETTINGS (and anything it sends with them) and its ACK of ours first.
+    acked = []
+    deadline = time.monotonic() + 10
+    while not acked and time.monotonic() < deadline:
+        tls.settimeout(max(deadline - time.monotonic(), 0.01))
+        for ev in conn.receive_data(tls.recv(65536)):
+            if isinstance(ev, h2.events.SettingsAcknowledged):
+                acked.append(ev)
+        pending = conn.data_to_send()
+        if pending:
+            tls.sendall(pending)
+    out = Outcome()
+    records = {}
+    for path in ["/first", "/second"]:
+        sid = conn.get_next_available_stream_id()
+        mark = len(tls.seen)
+        conn.send_headers(sid, request_headers(path), end_stream=True)
+        tls.sendall(conn.data_to_send())
+        pump(tls, conn, out, lambda o, sid=sid: sid in o.ended, 10)
+        records[str(sid)] = tls_records(bytes(tls.seen[mark:]))
+    result = out.as_dict()
+    result["settings_acked"] = bool(acked)
+    result["records"] = records
+    return result
+
+
+def scenario_slow_origin(port, ca, cert, key):
+    # Stream 1 asks for /slow, which the origin holds until the test releases it. Once the
+    # test saw /slow at the origin ("go"), stream 3 asks for /fast: it must be answered while
+    # stream 1 still waits ("fast-done"); then the test releases /slow ("go" again).
+    sock, conn = connect(port, ca, cert, key)
+    conn.send_headers(1, request_headers("/slow"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    print("slow-sent", flush=True)
+    sys.stdin.readline()
+    conn.send_headers(3, request_headers("/fast"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    out = pump(sock, conn, Outcome(), lambda o: 3 in o.ended, 10)
+    slow_ended_before_fast = 1 in out.ended
+    print("fast-done", flush=True)
+    sys.stdin.readline()
+    out = pump(sock, conn, out, lambda o: 1 in o.ended, 10)
+    result = out.as_dict()
+    result["slow_ended_before_fast"] = slow_ended_before_fast
+    return result
+
+
 def main():
     scenario, port, ca, cert, key = sys.argv[1:6]
     run = globals()[f"scenario_{scenario}"]

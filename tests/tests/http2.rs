@@ -10,10 +10,13 @@
 //! `pip install h2`) and `nghttp`/`curl` built with nghttp2 (Debian `nghttp2-client`, `curl`).
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use portcullis_e2e::scripted_origin::ScriptedOrigin;
 use portcullis_e2e::{
     config_text, origin, portcullis_cli, serial_hex, Curl, DemoOrigin, Issued, Portcullis,
     SiteConfig, TestPki,
@@ -28,7 +31,7 @@ const ENHANCE_YOUR_CALM: u64 = 0xb;
 /// standard output, an admin API and a revocation store.
 struct H2Site {
     pki: TestPki,
-    _origin: DemoOrigin,
+    _origin: Option<DemoOrigin>,
     server: Portcullis,
     client: (PathBuf, PathBuf),
     issued: Issued,
@@ -36,11 +39,18 @@ struct H2Site {
 
 impl H2Site {
     fn start(site_extra: &str) -> Self {
-        let pki = TestPki::new();
         let origin = origin();
+        let mut site = Self::with_origin(site_extra, origin.addr());
+        site._origin = Some(origin);
+        site
+    }
+
+    /// The same site in front of the origin at `origin` (which the caller keeps running).
+    fn with_origin(site_extra: &str, origin: SocketAddr) -> Self {
+        let pki = TestPki::new();
         let store = pki.write("revoked.json", "{\"data\":[]}");
         let access_log = pki.path("access.log");
-        let mut site = SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")));
+        let mut site = SiteConfig::new(origin, "required", Some(pki.path("bundle.pem")));
         site.mtls_extra = "revocation_store = \"viewers\"\n".into();
         let server_extra = format!(
             "[server.http2]\nstream_idle_timeout = \"1s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
@@ -57,7 +67,7 @@ impl H2Site {
         let client = pki.write_client("h2-viewer", &issued, &[&pki.intermediate]);
         Self {
             pki,
-            _origin: origin,
+            _origin: None,
             server,
             client,
             issued,
@@ -455,4 +465,104 @@ fn a_revoked_certificate_gets_goaway_and_close_on_an_open_connection() {
     assert_eq!(v["closed"], true, "{v}");
     assert!(v["closed_after_s"].as_f64().expect("time") < 5.0, "{v}");
     assert!(s.log_shows("revoked on an open HTTP/2 connection"));
+}
+
+#[test]
+fn a_small_response_leaves_as_one_tls_record() {
+    let s = H2Site::start("");
+    let v = s.hostile("records");
+    assert_eq!(v["settings_acked"], true, "{v}");
+    for id in ["1", "3"] {
+        assert_eq!(v["status"][id], 200, "{v}");
+        // Above h2's copy threshold (1 KiB), so HEADERS and DATA reach the TLS layer as two
+        // slices of one vectored write.
+        assert!(v["body_len"][id].as_u64().expect("body") > 1024, "{v}");
+        let records = v["records"][id].as_array().expect("records");
+        assert_eq!(
+            records.len(),
+            1,
+            "stream {id}: HEADERS and DATA in one record, got {records:?}"
+        );
+        assert_eq!(records[0][0], 23, "an application-data record: {v}");
+    }
+}
+
+#[test]
+fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
+    // The origin holds /slow's answer until the test releases it (at most 10 s) and answers
+    // /fast at once. /fast goes out on the same viewer connection while /slow is in flight.
+    let released = Arc::new((Mutex::new(false), Condvar::new()));
+    let origin = ScriptedOrigin::start({
+        let released = Arc::clone(&released);
+        move |c| {
+            let (done, changed) = &*released;
+            while let Some(request) = c.read_request() {
+                if request.path() == "/slow" {
+                    let guard = done.lock().unwrap_or_else(|p| p.into_inner());
+                    let (guard, _) = changed
+                        .wait_timeout_while(guard, Duration::from_secs(10), |done| !*done)
+                        .unwrap_or_else(|p| p.into_inner());
+                    let body = if *guard {
+                        "slow"
+                    } else {
+                        "slow, never released"
+                    };
+                    drop(guard);
+                    let _ = c.respond(body);
+                } else {
+                    let _ = c.respond("fast");
+                }
+            }
+        }
+    });
+    let s = H2Site::with_origin("", origin.addr());
+    let mut child = s
+        .python("slow_origin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("slow-sent line");
+    assert_eq!(line.trim(), "slow-sent", "{line}");
+    let at_origin = (0..200).any(|_| {
+        let seen = origin
+            .journal()
+            .requests()
+            .iter()
+            .any(|r| r.path() == "/slow");
+        if !seen {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        seen
+    });
+    assert!(at_origin, "/slow never reached the origin");
+    stdin.write_all(b"go\n").expect("go");
+    line.clear();
+    stdout.read_line(&mut line).expect("fast-done line");
+    assert_eq!(line.trim(), "fast-done", "{line}");
+    let (done, changed) = &*released;
+    *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    changed.notify_all();
+    stdin.write_all(b"go\n").expect("go");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("report");
+    let _ = child.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(rest.lines().last().unwrap_or("")).expect("json");
+    assert_eq!(v["status"]["3"], 200, "{v}");
+    assert_eq!(v["body_len"]["3"], 4, "{v}");
+    assert_eq!(v["slow_ended_before_fast"], false, "{v}");
+    assert_eq!(v["status"]["1"], 200, "{v}");
+    assert_eq!(v["body_len"]["1"], 4, "/slow answered once released: {v}");
+    let paths: Vec<String> = origin
+        .journal()
+        .requests()
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["/slow", "/fast"]);
 }

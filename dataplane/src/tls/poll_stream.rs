@@ -7,13 +7,15 @@
 //! most one non-blocking socket operation, so there is nothing self-referential.
 //!
 //! Writes only encrypt into the outgoing buffer (up to a bound); `poll_flush` sends it, so
-//! the frames `h2` writes between two flushes leave in one send. A send that makes no
+//! the frames `h2` writes between two flushes leave in one send. Vectored writes (`h2` hands
+//! over its frame buffer and a DATA payload as two slices) are gathered into one record when
+//! they fit in one, so a small response's HEADERS and DATA share a TLS record. A send that makes no
 //! progress for the send time-out fails with `TimedOut` (a viewer that stops reading cannot
 //! hold the connection), after which every send fails at once.
 
 use std::cell::Cell;
 use std::future::Future as _;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
@@ -51,7 +53,12 @@ pub struct TlsPollStream {
     send_failed: bool,
     /// close_notify was queued (shutdown in progress).
     closing: bool,
+    /// Where the slices of a vectored write are gathered into one record (kept for reuse).
+    gather: Vec<u8>,
 }
+
+/// The largest plaintext of one TLS record.
+const RECORD_PLAINTEXT: usize = 16 * 1024;
 
 impl std::fmt::Debug for TlsPollStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,6 +85,7 @@ impl TlsPollStream {
             counts: Rc::new(counts),
             send_failed,
             closing: false,
+            gather: Vec::new(),
         }
     }
 
@@ -239,6 +247,36 @@ impl AsyncWrite for TlsPollStream {
         }
     }
 
+    /// Slices that fit in one record together are written as one record (one `ssl_write`);
+    /// otherwise the first non-empty slice is written as by `poll_write`.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut slices = bufs.iter().filter(|b| !b.is_empty());
+        let Some(first) = slices.next() else {
+            return Poll::Ready(Ok(0));
+        };
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == first.len() || total > RECORD_PLAINTEXT {
+            return Pin::new(this).poll_write(cx, first);
+        }
+        let mut gather = std::mem::take(&mut this.gather);
+        gather.clear();
+        for b in bufs {
+            gather.extend_from_slice(b);
+        }
+        let written = Pin::new(&mut *this).poll_write(cx, &gather);
+        this.gather = gather;
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().poll_send(cx)
     }
@@ -322,6 +360,18 @@ impl AsyncWrite for SharedTlsPollStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
