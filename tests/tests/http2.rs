@@ -339,6 +339,11 @@ fn more_than_128_concurrent_streams_are_refused() {
         "{v}"
     );
     assert_eq!(v["status"]["1"], 200, "{v}");
+    assert!(
+        s.log_shows("HTTP/2 stream refused (REFUSED_STREAM)"),
+        "{}",
+        s.server.log()
+    );
     s.still_serves();
 }
 
@@ -348,6 +353,11 @@ fn an_oversized_header_list_gets_431_and_an_hpack_bomb_ends_the_connection() {
     let v = s.hostile("header_list");
     assert_eq!(v["status"]["1"], 431, "{v}");
     assert_eq!(v["status"]["3"], 200, "the connection stays usable: {v}");
+    assert!(
+        s.log_shows("HTTP/2 request answered 431"),
+        "{}",
+        s.server.log()
+    );
     let v = s.hostile("hpack_bomb");
     assert_eq!(code(&v["goaway"]), Some(ENHANCE_YOUR_CALM), "{v}");
     assert_eq!(v["closed"], true, "{v}");

@@ -15,6 +15,12 @@
 //!   (streams opened).
 //!
 //! The connection then answers GOAWAY with ENHANCE_YOUR_CALM and closes.
+//!
+//! The frames the codec sends pass a second scanner, for the refusals `h2` makes without
+//! telling the application: RST_STREAM with REFUSED_STREAM (a stream over
+//! `max_concurrent_streams`), and a response (HEADERS) on a stream the application never
+//! accepted, which can only be `h2`'s 431 for a header list over `max_header_list_size`. The
+//! first of each kind on a connection is logged; the rest are counted.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -90,11 +96,31 @@ struct Scan {
     resets: u64,
 }
 
+/// The scanner of the frames the codec sends: it looks only at RST_STREAM error codes.
+#[derive(Debug, Default)]
+struct OutScan {
+    payload_left: usize,
+    header: [u8; FRAME_HEADER_LEN],
+    header_len: usize,
+    /// The error code of the RST_STREAM frame being read (`code_len` bytes of it so far).
+    code: [u8; 4],
+    code_len: usize,
+    in_reset: bool,
+}
+
+/// REFUSED_STREAM (RFC 9113 section 7).
+const REFUSED_STREAM: u32 = 0x7;
+
 /// The frame scanner of one connection.
 #[derive(Debug)]
 pub struct FrameGuard {
     limits: GuardLimits,
     scan: RefCell<Scan>,
+    out: RefCell<OutScan>,
+    /// The highest stream id the application accepted.
+    accepted: Cell<u32>,
+    refused: Cell<u64>,
+    too_large: Cell<u64>,
     tripped: Cell<Option<Abuse>>,
 }
 
@@ -107,6 +133,10 @@ impl FrameGuard {
                 preface_left: PREFACE_LEN,
                 ..Scan::default()
             }),
+            out: RefCell::new(OutScan::default()),
+            accepted: Cell::new(0),
+            refused: Cell::new(0),
+            too_large: Cell::new(0),
             tripped: Cell::new(None),
         }
     }
@@ -144,6 +174,87 @@ impl FrameGuard {
                     }
                 }
             }
+        }
+    }
+
+    /// Streams the codec refused with REFUSED_STREAM so far.
+    pub fn refused_streams(&self) -> u64 {
+        self.refused.get()
+    }
+
+    /// Requests the codec answered 431 itself so far.
+    pub fn oversized_header_lists(&self) -> u64 {
+        self.too_large.get()
+    }
+
+    /// The application accepted stream `id` (ids only grow).
+    pub fn accepted(&self, id: u32) {
+        self.accepted.set(self.accepted.get().max(id));
+    }
+
+    /// Scans bytes the codec sent, in order; logs the first refusal of each kind.
+    pub fn scan_sent(&self, mut bytes: &[u8]) {
+        let mut out = self.out.borrow_mut();
+        while !bytes.is_empty() {
+            if out.payload_left > 0 {
+                let n = out.payload_left.min(bytes.len());
+                if out.in_reset {
+                    let at = out.code_len;
+                    let take = n.min(4 - at);
+                    out.code[at..at + take].copy_from_slice(&bytes[..take]);
+                    out.code_len += take;
+                    if out.code_len == 4 {
+                        out.in_reset = false;
+                        if u32::from_be_bytes(out.code) == REFUSED_STREAM {
+                            self.stream_refused();
+                        }
+                    }
+                }
+                out.payload_left -= n;
+                bytes = &bytes[n..];
+            } else {
+                let at = out.header_len;
+                let n = (FRAME_HEADER_LEN - at).min(bytes.len());
+                out.header[at..at + n].copy_from_slice(&bytes[..n]);
+                out.header_len += n;
+                bytes = &bytes[n..];
+                if out.header_len == FRAME_HEADER_LEN {
+                    out.header_len = 0;
+                    let h = out.header;
+                    let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                    out.payload_left = len;
+                    out.in_reset = h[3] == RST_STREAM && len == 4;
+                    out.code_len = 0;
+                    let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                    if h[3] == HEADERS && stream > self.accepted.get() {
+                        // A response before the application could accept the stream: the
+                        // codec's own 431 (its only response).
+                        self.header_list_refused();
+                    }
+                }
+            }
+        }
+    }
+
+    fn stream_refused(&self) {
+        let refused = self.refused.get() + 1;
+        self.refused.set(refused);
+        if refused == 1 {
+            tracing::info!(
+                "HTTP/2 stream refused (REFUSED_STREAM): more than max_concurrent_streams open; \
+                 further refusals on this connection are counted, not logged"
+            );
+        }
+    }
+
+    fn header_list_refused(&self) {
+        let count = self.too_large.get() + 1;
+        self.too_large.set(count);
+        if count == 1 {
+            tracing::info!(
+                "HTTP/2 request answered 431: header list over max_header_list_size; further \
+                 ones on this connection are counted, not logged"
+            );
         }
     }
 
@@ -236,7 +347,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            this.guard.scan_sent(&buf[..n]);
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -244,7 +360,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = written {
+            for b in bufs {
+                let take = n.min(b.len());
+                this.guard.scan_sent(&b[..take]);
+                n -= take;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -316,6 +444,40 @@ mod tests {
         g.scan(&settings);
         g.scan(&empty);
         assert_eq!(g.tripped(), Some(Abuse::ControlFlood("SETTINGS")));
+    }
+
+    #[test]
+    fn refused_streams_are_counted_in_what_the_codec_sends() {
+        let g = guard(10, 10);
+        let mut sent = frame(SETTINGS, 0, &[0; 6]);
+        // A DATA payload that looks like a REFUSED_STREAM reset is skipped.
+        sent.extend(frame(DATA, 0, &frame(RST_STREAM, 0, &[0, 0, 0, 7])));
+        sent.extend(frame(RST_STREAM, 0, &[0, 0, 0, 8]));
+        sent.extend(frame(RST_STREAM, 0, &[0, 0, 0, 7]));
+        sent.extend(frame(RST_STREAM, 0, &[0, 0, 0, 7]));
+        // Split anywhere (one byte at a time), as writes may be.
+        for b in &sent {
+            g.scan_sent(std::slice::from_ref(b));
+        }
+        assert_eq!(g.refused_streams(), 2);
+        assert_eq!(
+            g.tripped(),
+            None,
+            "what the server sends never trips the guard"
+        );
+        // HEADERS on streams the application accepted are its responses; on a later stream,
+        // the codec's 431.
+        let headers = |id: u8| {
+            let mut f = frame(HEADERS, 5, &[0x88]);
+            f[8] = id;
+            f
+        };
+        g.accepted(3);
+        g.scan_sent(&headers(1));
+        g.scan_sent(&headers(3));
+        assert_eq!(g.oversized_header_lists(), 0);
+        g.scan_sent(&headers(5));
+        assert_eq!(g.oversized_header_lists(), 1);
     }
 
     #[test]

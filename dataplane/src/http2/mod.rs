@@ -131,6 +131,7 @@ async fn run(mut conn: Connection, x: &Exchange<'_>, settings: &Http2Settings, g
         match event {
             Event::Stream(stream) => {
                 let (request, respond) = *stream;
+                guard.accepted(respond.stream_id().as_u32());
                 idle_armed = false;
                 streams.push(Box::pin(stream::serve(
                     x,
