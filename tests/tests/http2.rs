@@ -112,6 +112,22 @@ impl H2Site {
         cmd
     }
 
+    /// Starts `scenario` as an [`Interactive`] one.
+    fn interactive(&self, scenario: &str) -> Interactive {
+        let mut child = self
+            .python(scenario)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        Interactive {
+            stdin: child.stdin.take().expect("stdin"),
+            stdout: BufReader::new(child.stdout.take().expect("stdout")),
+            child,
+        }
+    }
+
     /// A normal HTTP/2 request still succeeds (the worker kept serving).
     fn still_serves(&self) {
         let r = self.curl("/still-there").args(["--http2"]).run();
@@ -127,6 +143,37 @@ impl H2Site {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+}
+
+/// A scenario of `tests/h2_hostile.py` that waits for the test between its steps: it prints a
+/// line when it reaches a step and goes on when it reads one.
+struct Interactive {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Interactive {
+    /// Waits for the scenario's next line and checks it is `expected`.
+    fn expect_line(&mut self, expected: &str) {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("a line");
+        assert_eq!(line.trim(), expected, "the scenario failed: {line}");
+    }
+
+    /// Lets the scenario go on.
+    fn go(&mut self) {
+        self.stdin.write_all(b"go\n").expect("go");
+    }
+
+    /// The scenario's JSON report, once it ended.
+    fn report(mut self) -> serde_json::Value {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).expect("report");
+        let _ = self.child.wait();
+        serde_json::from_str(rest.lines().last().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("no JSON report ({e}): {rest}"))
     }
 }
 
@@ -440,17 +487,8 @@ fn a_stalled_request_body_gets_408_after_the_stream_idle_timeout() {
 #[test]
 fn a_revoked_certificate_gets_goaway_and_close_on_an_open_connection() {
     let s = H2Site::start("");
-    let mut child = s
-        .python("revoke")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("ready line");
-    assert_eq!(line.trim(), "ready", "the first request failed: {line}");
+    let mut scenario = s.interactive("revoke");
+    scenario.expect_line("ready");
     let serial = serial_hex(&s.issued);
     let admin = s.server.admin.expect("admin").to_string();
     let out = portcullis_cli(&["revoke", "--admin", &admin, "--store", "viewers", &serial]);
@@ -459,17 +497,8 @@ fn a_revoked_certificate_gets_goaway_and_close_on_an_open_connection() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("go");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("report");
-    let _ = child.wait();
-    let v: serde_json::Value =
-        serde_json::from_str(rest.lines().last().unwrap_or("")).expect("json");
+    scenario.go();
+    let v = scenario.report();
     assert_eq!(v["status"]["1"], 200, "{v}");
     assert!(v["goaway"].is_u64(), "a GOAWAY before the close: {v}");
     assert_eq!(v["closed"], true, "{v}");
@@ -526,18 +555,8 @@ fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
         }
     });
     let s = H2Site::with_origin("", origin.addr());
-    let mut child = s
-        .python("slow_origin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("slow-sent line");
-    assert_eq!(line.trim(), "slow-sent", "{line}");
+    let mut scenario = s.interactive("slow_origin");
+    scenario.expect_line("slow-sent");
     let at_origin = (0..200).any(|_| {
         let seen = origin
             .journal()
@@ -550,19 +569,13 @@ fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
         seen
     });
     assert!(at_origin, "/slow never reached the origin");
-    stdin.write_all(b"go\n").expect("go");
-    line.clear();
-    stdout.read_line(&mut line).expect("fast-done line");
-    assert_eq!(line.trim(), "fast-done", "{line}");
+    scenario.go();
+    scenario.expect_line("fast-done");
     let (done, changed) = &*released;
     *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
     changed.notify_all();
-    stdin.write_all(b"go\n").expect("go");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("report");
-    let _ = child.wait();
-    let v: serde_json::Value =
-        serde_json::from_str(rest.lines().last().unwrap_or("")).expect("json");
+    scenario.go();
+    let v = scenario.report();
     assert_eq!(v["status"]["3"], 200, "{v}");
     assert_eq!(v["body_len"]["3"], 4, "{v}");
     assert_eq!(v["slow_ended_before_fast"], false, "{v}");

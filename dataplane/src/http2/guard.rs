@@ -86,8 +86,7 @@ pub struct GuardLimits {
 struct Scan {
     preface_left: usize,
     payload_left: usize,
-    header: [u8; FRAME_HEADER_LEN],
-    header_len: usize,
+    header: HeaderBuf,
     window_start: Option<Instant>,
     control: u32,
     /// Per kind within the window: PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA.
@@ -96,12 +95,38 @@ struct Scan {
     resets: u64,
 }
 
+/// Reassembles 9-byte frame headers split across reads or writes.
+#[derive(Debug, Default)]
+struct HeaderBuf {
+    bytes: [u8; FRAME_HEADER_LEN],
+    len: usize,
+}
+
+impl HeaderBuf {
+    /// Takes header bytes from the front of `bytes` (advancing it); the header once complete.
+    fn take(&mut self, bytes: &mut &[u8]) -> Option<[u8; FRAME_HEADER_LEN]> {
+        let n = (FRAME_HEADER_LEN - self.len).min(bytes.len());
+        self.bytes[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        *bytes = &bytes[n..];
+        if self.len < FRAME_HEADER_LEN {
+            return None;
+        }
+        self.len = 0;
+        Some(self.bytes)
+    }
+}
+
+/// The payload length a frame header announces.
+fn payload_len(h: &[u8; FRAME_HEADER_LEN]) -> usize {
+    usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2])
+}
+
 /// The scanner of the frames the codec sends: it looks only at RST_STREAM error codes.
 #[derive(Debug, Default)]
 struct OutScan {
     payload_left: usize,
-    header: [u8; FRAME_HEADER_LEN],
-    header_len: usize,
+    header: HeaderBuf,
     /// The error code of the RST_STREAM frame being read (`code_len` bytes of it so far).
     code: [u8; 4],
     code_len: usize,
@@ -158,20 +183,11 @@ impl FrameGuard {
                 let n = scan.payload_left.min(bytes.len());
                 scan.payload_left -= n;
                 bytes = &bytes[n..];
-            } else {
-                let at = scan.header_len;
-                let n = (FRAME_HEADER_LEN - at).min(bytes.len());
-                scan.header[at..at + n].copy_from_slice(&bytes[..n]);
-                scan.header_len += n;
-                bytes = &bytes[n..];
-                if scan.header_len == FRAME_HEADER_LEN {
-                    scan.header_len = 0;
-                    let h = scan.header;
-                    let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
-                    scan.payload_left = len;
-                    if let Some(abuse) = self.frame(&mut scan, h[3], h[4], len) {
-                        self.tripped.set(Some(abuse));
-                    }
+            } else if let Some(h) = scan.header.take(&mut bytes) {
+                let len = payload_len(&h);
+                scan.payload_left = len;
+                if let Some(abuse) = self.frame(&mut scan, h[3], h[4], len) {
+                    self.tripped.set(Some(abuse));
                 }
             }
         }
@@ -212,25 +228,16 @@ impl FrameGuard {
                 }
                 out.payload_left -= n;
                 bytes = &bytes[n..];
-            } else {
-                let at = out.header_len;
-                let n = (FRAME_HEADER_LEN - at).min(bytes.len());
-                out.header[at..at + n].copy_from_slice(&bytes[..n]);
-                out.header_len += n;
-                bytes = &bytes[n..];
-                if out.header_len == FRAME_HEADER_LEN {
-                    out.header_len = 0;
-                    let h = out.header;
-                    let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
-                    out.payload_left = len;
-                    out.in_reset = h[3] == RST_STREAM && len == 4;
-                    out.code_len = 0;
-                    let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-                    if h[3] == HEADERS && stream > self.accepted.get() {
-                        // A response before the application could accept the stream: the
-                        // codec's own 431 (its only response).
-                        self.header_list_refused();
-                    }
+            } else if let Some(h) = out.header.take(&mut bytes) {
+                let len = payload_len(&h);
+                out.payload_left = len;
+                out.in_reset = h[3] == RST_STREAM && len == 4;
+                out.code_len = 0;
+                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                if h[3] == HEADERS && stream > self.accepted.get() {
+                    // A response before the application could accept the stream: the
+                    // codec's own 431 (its only response).
+                    self.header_list_refused();
                 }
             }
         }
