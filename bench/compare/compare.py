@@ -8,7 +8,10 @@ Raw files in DIR (written by run.sh):
   facts.json                          machine and run facts
   VARIANT.crypto.json                 the BoringSSL crypto bound (portcullis-crypto-bound)
   VARIANT.rate.json                   the fixed rate of the latency runs
-  VARIANT.SERVER.TEST.json            a portcullis-loadtest --json summary
+  VARIANT.SERVER.TEST.json            a portcullis-loadtest --json summary (TEST: handshake,
+                                      resume, keepalive, rate, rate-2, ...) or an h2load
+                                      summary (h2, h2rate, h2rate-2, ...: h2load_summary.py)
+  VARIANT.h2rate.json                 the fixed rate of the HTTP/2 latency runs
   VARIANT.SERVER.TEST.cpu.json        the server's CPU ticks during that run
   VARIANT.SERVER.idle.json            idle connections: opened, RSS before/after
   VARIANT.SERVER.probe.json           negotiated version / cipher / group / ALPN
@@ -21,6 +24,31 @@ import os
 from html import escape
 
 SERVER_ORDER = ["nginx", "haproxy", "portcullis", "portcullis-fn"]
+LAG_P99_MS = float(os.environ.get("LAG_P99_MS", "0.5"))
+LAG_MAX_MS = float(os.environ.get("LAG_MAX_MS", "10"))
+FIXED_RATE = ("rate", "h2rate")
+TEST_ORDER = ["handshake", "resume", "keepalive", "rate", "h2", "h2rate"]
+
+
+def fixed_rate(runs, kind):
+    """The p99 (ms) of the valid fixed-rate runs of `kind` (rate, h2rate): median, min, max,
+    number valid, number run."""
+    all_runs = [r for t, r in runs.items() if t.split("-")[0] == kind]
+    valid = sorted(r.p("p99_us") / 1000.0 for r in all_runs if r.valid and r.p("p99_us") is not None)
+    if not valid:
+        return None, None, None, 0, len(all_runs)
+    med = valid[len(valid) // 2] if len(valid) % 2 else (valid[len(valid) // 2 - 1] + valid[len(valid) // 2]) / 2
+    return med, valid[0], valid[-1], len(valid), len(all_runs)
+
+
+def fmt_fixed(t, base=None):
+    med, lo, hi, n, total = t
+    if med is None:
+        return f"– (0/{total} valid)" if total else "–"
+    text = f"{med:.2f} [{lo:.2f}–{hi:.2f}, {n}/{total} valid]"
+    if base and base[0]:
+        text += f" ({med / base[0]:.2f}×)"
+    return text
 VARIANT_TITLE = {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}
 
 
@@ -41,15 +69,53 @@ class Run:
 
     @property
     def ok(self):
-        return self.s is not None and self.s.get("completed", 0) > 0
+        return self.s is not None and self.done > 0
+
+    @property
+    def done(self):
+        if not self.s:
+            return 0
+        return self.s.get("completed", self.s.get("succeeded", 0))
 
     @property
     def rate(self):
-        return self.s["ops_per_sec"] if self.ok else None
+        if not self.ok:
+            return None
+        return self.s.get("ops_per_sec", self.s.get("req_per_sec"))
 
     @property
     def errors(self):
-        return self.s.get("unexpected_errors", 0) if self.s else None
+        if not self.s:
+            return None
+        return self.s.get("unexpected_errors", self.s.get("failed", 0))
+
+    @property
+    def lag(self):
+        """The load generator's own schedule lag (p99, max) in µs, if measured."""
+        lag = (self.s or {}).get("schedule_lag")
+        return (lag["p99_us"], lag["max_us"]) if lag else None
+
+    @property
+    def valid(self):
+        """A fixed-rate run is valid when its generator kept its schedule."""
+        if not self.ok:
+            return False
+        if "valid" in self.s:
+            return bool(self.s["valid"])
+        return not self.invalid_because
+
+    @property
+    def invalid_because(self):
+        """Why a fixed-rate run does not count (empty when it does)."""
+        if self.s and "invalid_because" in self.s:
+            return self.s["invalid_because"]
+        lag = self.lag
+        reasons = []
+        if lag and lag[0] > LAG_P99_MS * 1000:
+            reasons.append(f"schedule lag p99 {lag[0]} us > {LAG_P99_MS * 1000:.0f}")
+        if lag and lag[1] > LAG_MAX_MS * 1000:
+            reasons.append(f"schedule lag max {lag[1]} us > {LAG_MAX_MS * 1000:.0f}")
+        return reasons
 
     @property
     def cpu_secs(self):
@@ -61,7 +127,7 @@ class Run:
     def us_per_op(self):
         if not self.ok or self.cpu_secs is None:
             return None
-        return self.cpu_secs * 1e6 / self.s["completed"]
+        return self.cpu_secs * 1e6 / self.done
 
     @property
     def util(self):
@@ -89,14 +155,20 @@ def collect(raw):
             "rate": load(os.path.join(raw, f"{variant}.rate.json")),
             "servers": {},
         }
+        v["h2rate"] = load(os.path.join(raw, f"{variant}.h2rate.json"))
         present = {n.split(".")[1] for n in os.listdir(raw)
-                   if n.startswith(variant + ".") and n.split(".")[1] not in ("crypto", "rate")}
+                   if n.startswith(variant + ".") and n.split(".")[1] not in ("crypto", "rate", "h2rate")}
         for server in [s for s in SERVER_ORDER if s in present] + sorted(present - set(SERVER_ORDER)):
             runs = {}
-            for test in ("handshake", "resume", "keepalive", "rate"):
+            tests = sorted({n.split(".")[2] for n in os.listdir(raw)
+                            if n.startswith(f"{variant}.{server}.") and n.endswith(".cpu.json")},
+                           key=lambda t: (TEST_ORDER.index(t.split("-")[0]) if t.split("-")[0] in TEST_ORDER
+                                          else 99, t))
+            for test in tests:
+                if test.endswith("warmup"):
+                    continue
                 base = os.path.join(raw, f"{variant}.{server}.{test}")
-                if os.path.exists(base + ".cpu.json"):
-                    runs[test] = Run(load(base + ".json"), load(base + ".cpu.json"))
+                runs[test] = Run(load(base + ".json"), load(base + ".cpu.json"))
             v["servers"][server] = {
                 "runs": runs,
                 "idle": load(os.path.join(raw, f"{variant}.{server}.idle.json")),
@@ -157,15 +229,16 @@ def main_table(variant, v, full):
     cols = ["server", "TLS group", "full handshakes/s", "server CPU µs / handshake",
             "CPU vs crypto bound", "resumed handshakes/s"]
     if full:
-        cols += ["keep-alive requests/s", "p99 @ fixed rate (ms)", "KiB / idle TLS conn"]
+        cols += ["keep-alive requests/s", "p99 @ fixed rate (ms) [spread, valid runs]",
+                 "HTTP/2 requests/s", "HTTP/2 p99 @ fixed rate (ms) [spread, valid runs]",
+                 "KiB / idle TLS conn"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     getters = {
         "hs": lambda s: s["runs"]["handshake"].rate if "handshake" in s["runs"] else None,
         "cpu": lambda s: s["runs"]["handshake"].us_per_op if "handshake" in s["runs"] else None,
         "res": lambda s: s["runs"]["resume"].rate if "resume" in s["runs"] else None,
         "ka": lambda s: s["runs"]["keepalive"].rate if "keepalive" in s["runs"] else None,
-        "p99": lambda s: (s["runs"]["rate"].p("p99_us") / 1000.0
-                          if "rate" in s["runs"] and s["runs"]["rate"].ok else None),
+        "h2": lambda s: s["runs"]["h2"].rate if "h2" in s["runs"] else None,
         "idle": lambda s: idle_kib(s["idle"]),
     }
     for name, s in servers.items():
@@ -182,9 +255,12 @@ def main_table(variant, v, full):
             fmt_num(vals["res"]) + ratio(vals["res"], bases["res"]),
         ]
         if full:
+            base_runs = base["runs"] if base else {}
             row += [
                 fmt_num(vals["ka"]) + ratio(vals["ka"], bases["ka"]),
-                fmt_num(vals["p99"], 2) + ratio(vals["p99"], bases["p99"]),
+                fmt_fixed(fixed_rate(s["runs"], "rate"), fixed_rate(base_runs, "rate")),
+                fmt_num(vals["h2"]) + ratio(vals["h2"], bases["h2"]),
+                fmt_fixed(fixed_rate(s["runs"], "h2rate"), fixed_rate(base_runs, "h2rate")),
                 fmt_num(vals["idle"], 1) + ratio(vals["idle"], bases["idle"]),
             ]
         lines.append("| " + " | ".join(row) + " |")
@@ -194,7 +270,8 @@ def main_table(variant, v, full):
 def detail_table(v):
     cols = ["server", "run", "ops/s", "errors", "server CPU util", "server CPU µs/op",
             "ops/s at 100 % of a core (1e6 / µs)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)",
-            "rate: service-time p99 (ms)", "rate: max send lag (ms)"]
+            "rate: service-time p99 (ms)", "rate: max send lag (ms)",
+            "rate: generator schedule lag p99 / max (ms)", "rate: valid"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, s in v["servers"].items():
         for test, r in s["runs"].items():
@@ -217,6 +294,9 @@ def detail_table(v):
                 fmt_num(ms(r.p("p999_us")), 2),
                 fmt_num(ms(svc.get("p99_us")), 2) if svc else "",
                 fmt_num(ms(lag), 1) if lag is not None else "",
+                (f"{r.lag[0] / 1000:.2f} / {r.lag[1] / 1000:.2f}" if r.lag else ""),
+                ("" if test.split("-")[0] not in FIXED_RATE else
+                 ("yes" if r.valid else "**no** " + "; ".join(r.invalid_because))),
             ]) + " |")
     return "\n".join(lines)
 
@@ -339,9 +419,10 @@ def main():
     md += [
         "Generated by `bench/compare/run.sh` (see `bench/compare/README.md`). One server at a time, "
         f"pinned to CPU {facts.get('server_cpu', 0)} with one worker; the load generator "
-        f"(`portcullis-loadtest`) and the shared nginx origin on CPU {facts.get('client_cpu', 1)}. "
+        f"(`portcullis-loadtest`, `h2load`) on CPU {facts.get('client_cpu', 1)}, the shared nginx origin on "
+        f"CPU {facts.get('origin_cpu', facts.get('client_cpu', 1))}. "
         "Same certificates, trust store (required client certificate, verify depth 4), TLS 1.3 only, "
-        "ALPN http/1.1, keep-alive upstream connections. Ratios in parentheses are vs nginx.",
+        "keep-alive upstream connections. Ratios in parentheses are vs nginx.",
         "",
         "## Machine",
         "",
@@ -363,9 +444,19 @@ def main():
         title = VARIANT_TITLE.get(variant, variant)
         md += [f"## {title}", ""]
         if v["rate"]:
-            md += [f"Fixed rate for the p99 column: {v['rate']['rate']:,} requests/s "
-                   f"(50 % of {v['rate']['from']}'s keep-alive saturation rate), {facts.get('ka_conns', '?')} connections; "
-                   "latency from the intended send time (coordinated-omission corrected).", ""]
+            md += [f"Fixed rate for the HTTP/1.1 p99 column: {v['rate']['rate']:,} requests/s "
+                   f"({100 * v['rate'].get('fraction', 0.5):.0f} % of {v['rate']['from']}'s keep-alive saturation rate), {facts.get('ka_conns', '?')} connections; "
+                   "latency from the intended send time (coordinated-omission corrected). A run counts only "
+                   f"if the load generator kept its own schedule (schedule lag p99 ≤ {LAG_P99_MS} ms and "
+                   f"max ≤ {LAG_MAX_MS} ms); the column gives the median p99 of the valid runs, "
+                   "[their min–max, valid/run].", ""]
+        if v.get("h2rate"):
+            md += [f"HTTP/2 rows: stock h2load (client certificate through `loadtest/h2load-client-cert`), "
+                   f"{facts.get('h2_conns', '?')} connections × {facts.get('h2_streams', '?')} streams. "
+                   f"Fixed rate {v['h2rate']['rate']:,} requests/s ({100 * v['h2rate'].get('fraction', 0.5):.0f} % of {v['h2rate']['from']}'s HTTP/2 "
+                   "rate, `--rps` per client); h2load measures from the actual send (not corrected for "
+                   "coordinated omission), so a run counts only if it achieved ≥ 97 % of the rate and its "
+                   "start times stayed within the lag bounds of an even schedule (plus one client period).", ""]
         md += [main_table(variant, v, full), ""]
         fn, plain = v["servers"].get("portcullis-fn"), v["servers"].get("portcullis")
         if fn and plain and "handshake" in fn["runs"] and "handshake" in plain["runs"]:

@@ -15,10 +15,28 @@
 #   HS_THREADS=4         load-generator threads in handshake mode
 #   KA_CONNS=16          keep-alive connections (keepalive and rate modes)
 #   SERVER_CPU=0 CLIENT_CPU=1
+#   ORIGIN_CPU=$SERVER_CPU  the shared nginx origin: with the server by default, so the load
+#                        generator has its CPU alone and keeps its schedule (on CLIENT_CPU the
+#                        origin and the generator fight for one core and the fixed-rate tail
+#                        measures that fight)
 #   HANDSHAKE_ONLY=1     only the handshake rows (full and resumed), for every variant
 #   SKIP_BUILD=1         use the binaries already in $CARGO_TARGET_DIR/release
 #   OUT_DIR=bench/results
 #   KEEP_WORK=1          keep the temporary directory (configs, logs, raw JSON)
+#   TESTS="handshake resume keepalive rate idle h2 h2rate"   the rows to measure
+#   RATE_FRACTION=0.5    the fixed rates, as a fraction of the first server's saturation rate
+#   RATE_REPEATS=3       fixed-rate runs per server (HTTP/1.1 and HTTP/2); the report gives
+#                        the median p99 of the valid ones and their spread
+#   H2_CONNS=16 H2_STREAMS=10   h2load connections and concurrent streams per connection
+#   H2_RATE_STREAMS=100  concurrent streams per connection in the fixed-rate runs (never the
+#                        limit, so h2load's sends do not wait for the server's answers)
+#   BENCH_NICE=-15       nice value of the servers, the origin and the load generators (the
+#                        machine is shared: other processes must not preempt them); 0 to keep
+#   LAG_P99_MS=0.5 LAG_MAX_MS=10 a fixed-rate run whose load generator saw requests due this
+#                        late (p99 / max of its own schedule lag) is marked invalid: the p99
+#                        bound keeps the generator out of the p99 (a stall under 10 ms delays
+#                        well under 1 % of a 10 s run's requests); h2load runs get one timer
+#                        period (h2load fires its --rps timer every max(10 ms, 1/rate)) on top
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,8 +59,20 @@ HS_THREADS=${HS_THREADS:-4}
 KA_CONNS=${KA_CONNS:-16}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
 FN_KVS_KEYS=${FN_KVS_KEYS:-1000000}
 OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
+TESTS=" ${TESTS:-handshake resume keepalive rate idle h2 h2rate} "
+RATE_REPEATS=${RATE_REPEATS:-3}
+RATE_FRACTION=${RATE_FRACTION:-0.5}
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-10}
+H2_RATE_STREAMS=${H2_RATE_STREAMS:-100}
+BENCH_NICE=${BENCH_NICE:--15}
+# "${PIN[@]}" CPU COMMAND...: pinned to CPU, at BENCH_NICE.
+PIN=(nice -n "$BENCH_NICE" taskset -c)
+export LAG_P99_MS=${LAG_P99_MS:-0.5} LAG_MAX_MS=${LAG_MAX_MS:-10}
+want() { [[ $TESTS == *" $1 "* ]]; }
 DATE=$(date +%F)
 # Every load-generator run is killed after this long at the latest.
 RUN_LIMIT=$((BENCH_SECS + 30))
@@ -53,7 +83,7 @@ die() { log "error: $*"; exit 1; }
 # ---------------------------------------------------------------- prerequisites (no installs)
 missing=()
 for pair in nginx:nginx haproxy:haproxy python3:python3 openssl:openssl taskset:util-linux \
-  getconf:libc-bin; do
+  getconf:libc-bin h2load:nghttp2-client cc:gcc; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [[ ${SKIP_BUILD:-0} != 1 ]] && ! command -v cargo >/dev/null 2>&1; then
@@ -182,7 +212,7 @@ nginx_http_common() {
 EOF
 }
 
-# ---------------------------------------------------------------- origin (shared, on CLIENT_CPU)
+# ---------------------------------------------------------------- origin (shared, on ORIGIN_CPU)
 start_origin() {
   local dir=$WORK/origin
   mkdir -p "$dir/logs"
@@ -202,17 +232,17 @@ $(nginx_http_common "$dir")
   }
 }
 EOF
-  taskset -c "$CLIENT_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+  "${PIN[@]}" "$ORIGIN_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
     >"$dir/logs/stdout.log" 2>&1 &
   ORIGIN_PID=$!
   STARTED+=("$ORIGIN_PID")
   wait_port "$ORIGIN_PORT" "$ORIGIN_PID" 10 || die "origin nginx did not start: $(cat "$dir/logs/"*)"
-  log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (CPU $CLIENT_CPU)"
+  log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (CPU $ORIGIN_CPU)"
 }
 
 # ---------------------------------------------------------------- the three servers
 # Same for all: server.pem (leaf + intermediate), trust.pem (root), required client
-# certificate, verify depth 4, TLS 1.3 only, X25519, ALPN http/1.1, one worker, keep-alive
+# certificate, verify depth 4, TLS 1.3 only, X25519, ALPN h2 and http/1.1, one worker, keep-alive
 # upstream to the origin, X-Forwarded-For/-Proto and four client-certificate headers.
 write_nginx() { # DIR PKI PORT
   local dir=$1 pki=$2 port=$3
@@ -235,7 +265,7 @@ $(nginx_http_common "$dir")
     keepalive_timeout 600s;
   }
   server {
-    listen 127.0.0.1:$port ssl backlog=4096;
+    listen 127.0.0.1:$port ssl http2 backlog=4096;
     server_name localhost;
     ssl_certificate $pki/server.pem;
     ssl_certificate_key $pki/server.key;
@@ -284,7 +314,7 @@ defaults
   timeout http-keep-alive 600s
 
 frontend bench
-  bind 127.0.0.1:$port ssl crt $pki/server-combined.pem ca-file $pki/trust.pem verify required alpn http/1.1 ssl-min-ver TLSv1.3 curves X25519
+  bind 127.0.0.1:$port ssl crt $pki/server-combined.pem ca-file $pki/trust.pem verify required alpn h2,http/1.1 ssl-min-ver TLSv1.3 curves X25519
   http-request set-header X-Forwarded-Proto https
   http-request set-header X-Client-Cert-Serial %[ssl_c_serial,hex]
   http-request set-header X-Client-Cert-Subject %{+Q}[ssl_c_s_dn]
@@ -361,16 +391,16 @@ start_server() { # start_server NAME VARIANT
   case $name in
     nginx)
       write_nginx "$dir" "$pki" "$SERVER_PORT"
-      taskset -c "$SERVER_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+      "${PIN[@]}" "$SERVER_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
         >"$dir/logs/stdout.log" 2>&1 &
       ;;
     haproxy)
       write_haproxy "$dir" "$pki" "$SERVER_PORT"
-      taskset -c "$SERVER_CPU" haproxy -db -f "$dir/haproxy.cfg" >"$dir/logs/stdout.log" 2>&1 &
+      "${PIN[@]}" "$SERVER_CPU" haproxy -db -f "$dir/haproxy.cfg" >"$dir/logs/stdout.log" 2>&1 &
       ;;
     portcullis | portcullis-fn)
       write_portcullis "$dir" "$pki" "$SERVER_PORT" "$([[ $name == portcullis-fn ]] && echo fn)"
-      taskset -c "$SERVER_CPU" "$BIN/portcullis" run --config "$dir/portcullis.toml" \
+      "${PIN[@]}" "$SERVER_CPU" "$BIN/portcullis" run --config "$dir/portcullis.toml" \
         >"$dir/logs/stdout.log" 2>"$dir/logs/stderr.log" &
       ;;
     *) die "unknown server $name" ;;
@@ -401,7 +431,7 @@ lt() {
   mapfile -t pids < <(server_pids "$SERVER_PID")
   t0=$(cpu_ticks "${pids[@]}")
   w0=$(date +%s.%N)
-  timeout --kill-after=5 "$RUN_LIMIT" taskset -c "$CLIENT_CPU" "$BIN/portcullis-loadtest" "$mode" \
+  timeout --kill-after=5 "$RUN_LIMIT" "${PIN[@]}" "$CLIENT_CPU" "$BIN/portcullis-loadtest" "$mode" \
     --target "127.0.0.1:$SERVER_PORT" --sni localhost --ca "$pki/root-ca.pem" --certs "$pki/certs" \
     --no-progress --json --max-errors 1000000 "$@" >"$RAW/$tag.json" 2>"$RAW/$tag.stderr" || rc=$?
   w1=$(date +%s.%N)
@@ -421,6 +451,41 @@ print(f"  {sys.argv[3]}: {s['ops_per_sec']:.0f} {s['unit']}/s, errors {s['unexpe
       f"server CPU {100 * cpu / c['wall_secs']:.0f}% ({per:.1f} us/op), p99 {s['latency']['p99_us']} us")
 PY
   fi
+}
+
+# ---------------------------------------------------------------- HTTP/2 runs (h2load + shim)
+# h2 TAG VARIANT [--rps N]: h2load in its default HTTP/2 mode on CLIENT_CPU, H2_CONNS
+# connections with H2_STREAMS streams each, BENCH_SECS (after a 1 s warm-up), with the client
+# certificate through loadtest/h2load-client-cert. Writes $RAW/TAG.json (h2load's figures, and
+# with a per-request log the latency percentiles and whether the rate was kept) and
+# $RAW/TAG.cpu.json.
+h2() {
+  local tag=$1 variant=$2
+  shift 2
+  local pki=$WORK/pki-$variant pids t0 t1 w0 w1 rc=0 target=0 streams=$H2_STREAMS
+  if [[ ${1:-} == --rps ]]; then
+    target=$(($2 * H2_CONNS))
+    streams=$H2_RATE_STREAMS
+  fi
+  mapfile -t pids < <(server_pids "$SERVER_PID")
+  t0=$(cpu_ticks "${pids[@]}")
+  w0=$(date +%s.%N)
+  H2LOAD_CLIENT_CERT=$pki/certs/client-0.pem H2LOAD_CLIENT_KEY=$pki/certs/client-0.key \
+    H2LOAD_SHIM_DIR=$WORK/shim timeout --kill-after=5 "$RUN_LIMIT" "${PIN[@]}" "$CLIENT_CPU" \
+    "$ROOT/loadtest/h2load-client-cert/run.sh" -c "$H2_CONNS" -m "$streams" \
+    --warm-up-time=1 -D "$BENCH_SECS" --log-file="$RAW/$tag.log" "$@" \
+    "--connect-to=127.0.0.1:$SERVER_PORT" "https://localhost:$SERVER_PORT/" \
+    >"$RAW/$tag.stdout" 2>"$RAW/$tag.stderr" || rc=$?
+  w1=$(date +%s.%N)
+  t1=$(cpu_ticks "${pids[@]}")
+  printf '{"ticks": %s, "clk_tck": %s, "wall_secs": %s, "rc": %s}\n' \
+    "$((t1 - t0))" "$(getconf CLK_TCK)" "$(python3 -c "print(round($w1 - $w0, 3))")" \
+    "$rc" >"$RAW/$tag.cpu.json"
+  python3 "$HERE/h2load_summary.py" --stdout "$RAW/$tag.stdout" --log "$RAW/$tag.log" \
+    --secs "$BENCH_SECS" --target-rate "$target" --clients "$H2_CONNS" >"$RAW/$tag.json" 2>>"$RAW/$tag.stderr" \
+    || log "  $tag: no h2load summary: $(tail -n 3 "$RAW/$tag.stderr" | tr '\n' ' ')"
+  rm -f "$RAW/$tag.log"
+  if [[ -s $RAW/$tag.json ]]; then log "  $tag: $(cat "$RAW/$tag.json")"; fi
 }
 
 # ---------------------------------------------------------------- idle connections
@@ -485,8 +550,8 @@ json.dump({
     "portcullis": sh("cd $ROOT && git describe --always --dirty 2>/dev/null") + " (boring 5.4.0 / BoringSSL)",
     "openssl": sh("openssl version"),
     "bench_secs": $BENCH_SECS, "idle_conns": $IDLE_CONNS, "client_certs": $CLIENT_CERTS,
-    "hs_threads": $HS_THREADS, "fn_kvs_keys": $FN_KVS_KEYS, "ka_conns": $KA_CONNS,
-    "server_cpu": $SERVER_CPU, "client_cpu": $CLIENT_CPU,
+    "hs_threads": $HS_THREADS, "fn_kvs_keys": $FN_KVS_KEYS, "ka_conns": $KA_CONNS, "h2_conns": $H2_CONNS, "h2_streams": $H2_STREAMS, "rate_repeats": $RATE_REPEATS, "tests": "$TESTS".strip(),
+    "server_cpu": $SERVER_CPU, "client_cpu": $CLIENT_CPU, "origin_cpu": $ORIGIN_CPU, "nice": $BENCH_NICE, "h2_rate_streams": $H2_RATE_STREAMS,
     "loadavg_start": open("/proc/loadavg").read().strip(),
 }, open(sys.argv[1], "w"), indent=1)
 PY
@@ -518,6 +583,7 @@ for variant in $VARIANTS; do
   [[ $variant == rsa && $RSA_FULL != 1 ]] && full=0
   [[ ${HANDSHAKE_ONLY:-0} == 1 ]] && full=0
   sat_rate=
+  h2_rate=
   for name in $SERVERS; do
     log "== $name ($variant)"
     start_server "$name" "$variant"
@@ -528,30 +594,54 @@ for variant in $VARIANTS; do
       || log "  probe failed: $(cat "$RAW/$variant.$name.probe.stderr")"
     log "  negotiated: $(cat "$RAW/$variant.$name.probe.json" 2>/dev/null)"
     lt "$variant.$name.warmup" "$variant" handshake -t "$HS_THREADS" -d 1 2>/dev/null
-    # The bound again right before and after this server's handshake runs: the machine's
-    # speed drifts (shared VM), and the ratio should compare like with like.
-    crypto_bound "$pki" "$RAW/$variant.$name.bound-before.json"
-    lt "$variant.$name.handshake" "$variant" handshake -t "$HS_THREADS" -d "$BENCH_SECS"
-    crypto_bound "$pki" "$RAW/$variant.$name.bound-after.json"
-    lt "$variant.$name.resume" "$variant" handshake --resume -t "$HS_THREADS" -d "$BENCH_SECS"
-    if ((full)); then
+    if want handshake; then
+      # The bound again right before and after this server's handshake runs: the machine's
+      # speed drifts (shared VM), and the ratio should compare like with like.
+      crypto_bound "$pki" "$RAW/$variant.$name.bound-before.json"
+      lt "$variant.$name.handshake" "$variant" handshake -t "$HS_THREADS" -d "$BENCH_SECS"
+      crypto_bound "$pki" "$RAW/$variant.$name.bound-after.json"
+    fi
+    want resume && lt "$variant.$name.resume" "$variant" handshake --resume -t "$HS_THREADS" -d "$BENCH_SECS"
+    if ((full)) && want keepalive; then
       lt "$variant.$name.keepalive" "$variant" keepalive -t 2 -c "$KA_CONNS" -r 100000000 -d "$BENCH_SECS"
       if [[ -z $sat_rate ]]; then
         # The rate for the latency runs: half the keep-alive saturation rate of the first
         # server (nginx by default).
-        sat_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["ops_per_sec"] / 2)))' \
-          "$RAW/$variant.$name.keepalive.json" 2>/dev/null || echo 1000)
-        echo "{\"rate\": $sat_rate, \"from\": \"$name\"}" >"$RAW/$variant.rate.json"
-        log "  latency runs at $sat_rate req/s (50% of $name's keep-alive rate)"
+        sat_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["ops_per_sec"] * float(sys.argv[2]))))' \
+          "$RAW/$variant.$name.keepalive.json" "$RATE_FRACTION" 2>/dev/null || echo 1000)
+        echo "{\"rate\": $sat_rate, \"from\": \"$name\", \"fraction\": $RATE_FRACTION}" >"$RAW/$variant.rate.json"
+        log "  latency runs at $sat_rate req/s ($RATE_FRACTION of $name's keep-alive rate)"
       fi
-      lt "$variant.$name.rate" "$variant" rate --rate "$sat_rate" -t 2 -c "$KA_CONNS" -d "$BENCH_SECS"
+    fi
+    if ((full)) && want rate && [[ -n $sat_rate ]]; then
+      for i in $(seq "$RATE_REPEATS"); do
+        suffix=; ((i > 1)) && suffix=-$i
+        lt "$variant.$name.rate$suffix" "$variant" rate --rate "$sat_rate" -t 2 -c "$KA_CONNS" -d "$BENCH_SECS"
+      done
+    fi
+    if ((full)) && want h2; then
+      h2 "$variant.$name.h2" "$variant"
+      if [[ -z $h2_rate ]]; then
+        h2_rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["req_per_sec"] * float(sys.argv[2]))))' \
+          "$RAW/$variant.$name.h2.json" "$RATE_FRACTION" 2>/dev/null || echo 1000)
+        echo "{\"rate\": $h2_rate, \"from\": \"$name\", \"fraction\": $RATE_FRACTION}" >"$RAW/$variant.h2rate.json"
+        log "  HTTP/2 latency runs at $h2_rate req/s ($RATE_FRACTION of $name's HTTP/2 rate)"
+      fi
+    fi
+    if ((full)) && want h2rate && [[ -n $h2_rate ]]; then
+      for i in $(seq "$RATE_REPEATS"); do
+        suffix=; ((i > 1)) && suffix=-$i
+        h2 "$variant.$name.h2rate$suffix" "$variant" --rps "$(( (h2_rate + H2_CONNS - 1) / H2_CONNS ))"
+      done
     fi
     stop_server
-    if ((full)); then idle_test "$name" "$variant"; fi
+    if ((full)) && want idle; then idle_test "$name" "$variant"; fi
   done
 done
 
 cat /proc/loadavg >"$RAW/loadavg_end.txt"
-mkdir -p "$OUT_DIR"
+mkdir -p "$OUT_DIR/raw-$DATE"
+# The raw summaries stay with the report, so it can be rebuilt and checked.
+cp "$RAW"/*.json "$RAW"/*.txt "$OUT_DIR/raw-$DATE/" 2>/dev/null || true
 python3 "$HERE/compare.py" --raw "$RAW" --out "$OUT_DIR/compare-$DATE"
 log "wrote $OUT_DIR/compare-$DATE.md, .svg and .json"

@@ -17,6 +17,7 @@ mod crl;
 mod duration;
 mod error;
 mod function;
+mod http2;
 mod load;
 pub mod logs;
 mod machine;
@@ -41,6 +42,7 @@ use std::path::Path;
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, DOCUMENT_KEY};
 pub use function::{ConnectionFunctionSettings, DEFAULT_TIME_LIMIT, MAX_FUNCTION_BYTES};
+pub use http2::{AppProtocol, Http2Settings, DEFAULT_ALPN};
 pub use logs::{
     peek_diagnostics, DiagnosticsFormat, DiagnosticsSettings, LogDestination, LogFormat,
     LogSettings, LogStream, ACCESS_LOG_FIELDS, CONNECTION_LOG_FIELDS,

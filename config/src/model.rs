@@ -50,6 +50,8 @@ pub(crate) struct RawServer {
     pub(crate) timeouts: RawTimeouts,
     #[serde(default)]
     pub(crate) limits: RawLimits,
+    #[serde(default)]
+    pub(crate) http2: crate::http2::RawHttp2,
 }
 
 /// `[server.timeouts]`: humantime strings.
@@ -89,6 +91,7 @@ pub(crate) struct RawSite {
     pub(crate) certificate: String,
     pub(crate) private_key: String,
     pub(crate) origin: String,
+    pub(crate) alpn: Option<Vec<String>>,
     pub(crate) mtls: RawMtls,
 }
 

@@ -149,6 +149,8 @@ pub struct ServerSettings {
     pub timeouts: Timeouts,
     /// Limits from `[server.limits]`.
     pub limits: Limits,
+    /// HTTP/2 settings from `[server.http2]`.
+    pub http2: crate::Http2Settings,
 }
 
 impl ServerSettings {
@@ -251,6 +253,9 @@ pub struct SiteSnapshot {
     pub private_key: PrivateKeyPem,
     /// Where requests are proxied to.
     pub origin: Origin,
+    /// The protocols offered in ALPN, in the server's order of preference (`alpn`; default
+    /// `["h2", "http/1.1"]`).
+    pub alpn: Vec<crate::AppProtocol>,
     /// Client-certificate settings.
     pub mtls: MtlsSettings,
 }

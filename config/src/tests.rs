@@ -41,6 +41,15 @@ max_connections_per_worker = 123
 max_connections_per_client_ip = 64
 min_request_body_rate = 2048
 
+[server.http2]
+max_concurrent_streams = 64
+max_header_list_size = 20000
+initial_stream_window = 100000
+initial_connection_window = 2000000
+stream_idle_timeout = "5s"
+max_early_resets = 50
+max_control_frames_per_second = 500
+
 [admin]
 listen = "127.0.0.1:9901"
 token_file = "admin.token"
@@ -60,6 +69,7 @@ server_names = ["Localhost", "*.example.com"]
 certificate = "certs/server.pem"
 private_key = "certs/server.key"
 origin = "http://127.0.0.1:8080/"
+alpn = ["http/1.1"]
 
 [site.mtls]
 mode = "required"
@@ -312,6 +322,18 @@ fn example_config_loads_every_key() {
     assert_eq!(server.limits.max_header_count, 50);
     assert_eq!(server.limits.max_connections_per_worker, 123);
     assert_eq!(server.limits.max_connections_per_client_ip, 64);
+    assert_eq!(
+        server.http2,
+        crate::Http2Settings {
+            max_concurrent_streams: 64,
+            max_header_list_size: 20000,
+            initial_stream_window: 100_000,
+            initial_connection_window: 2_000_000,
+            stream_idle_timeout: Duration::from_secs(5),
+            max_early_resets: 50,
+            max_control_frames_per_second: 500,
+        }
+    );
 
     assert_eq!(snap.sites.len(), 2);
     assert_eq!(snap.default_site, 1);
@@ -320,6 +342,8 @@ fn example_config_loads_every_key() {
     assert_eq!(site.name, "example");
     assert_eq!(site.key_prefix, "site[0]");
     assert_eq!(site.server_names, vec!["localhost", "*.example.com"]);
+    assert_eq!(site.alpn, vec![crate::AppProtocol::Http11]);
+    assert_eq!(snap.sites[1].alpn, crate::DEFAULT_ALPN.to_vec());
     assert!(!site.is_default);
     assert_eq!(site.certificate_path, fx.path("certs/server.pem"));
     assert_eq!(site.certificate_chain.len(), 2);
@@ -1380,6 +1404,52 @@ fn serial_normalisation_matches_crl_serials() {
     assert!(crate::normalize_serial("0x12").is_err());
     assert!(crate::normalize_serial("").is_err());
     assert_eq!(crate::serial_from_bytes(&1u64.to_be_bytes()), "1");
+}
+
+#[test]
+fn http2_defaults_and_site_alpn() {
+    let fx = Fixture::new();
+    let snap = fx.snapshot(&minimal("", "", ""));
+    assert_eq!(snap.server.http2, crate::Http2Settings::default());
+    assert_eq!(snap.server.http2.max_concurrent_streams, 128);
+    assert_eq!(snap.sites[0].alpn, crate::DEFAULT_ALPN.to_vec());
+
+    let only_h1 = fx.snapshot(&minimal("", "alpn = [\"http/1.1\"]", ""));
+    assert_eq!(only_h1.sites[0].alpn, vec![crate::AppProtocol::Http11]);
+    let server = "[server.http2]\nmax_concurrent_streams = 16\nstream_idle_timeout = \"2s\"\n";
+    let tuned = fx.snapshot(&minimal(server, "alpn = [\"http/1.1\", \"h2\"]", ""));
+    assert_eq!(tuned.server.http2.max_concurrent_streams, 16);
+    assert_eq!(
+        tuned.server.http2.stream_idle_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        tuned.sites[0].alpn,
+        vec![crate::AppProtocol::Http11, crate::AppProtocol::H2]
+    );
+}
+
+#[test]
+fn http2_mistakes_name_their_keys() {
+    let fx = Fixture::new();
+    let server = "[server.http2]\nmax_concurrent_streams = 0\nmax_header_list_size = 10\ninitial_stream_window = 1\nstream_idle_timeout = \"soon\"\nmax_control_frames_per_second = 1\n";
+    let errors = fx.errors(&minimal(server, "alpn = [\"h3\", \"h2\", \"h2\"]", ""));
+    for key in [
+        "server.http2.max_concurrent_streams",
+        "server.http2.max_header_list_size",
+        "server.http2.initial_stream_window",
+        "server.http2.stream_idle_timeout",
+        "server.http2.max_control_frames_per_second",
+        "site[0].alpn[0]",
+        "site[0].alpn[2]",
+    ] {
+        assert_eq!(find(&errors, key).file, fx.config_path());
+    }
+    assert_eq!(errors.len(), 7, "{errors}");
+    let empty = fx.errors(&minimal("", "alpn = []", ""));
+    find(&empty, "site[0].alpn");
+    let unknown = fx.errors(&minimal("[server.http2]\nbogus = 1\n", "", ""));
+    find(&unknown, "server.http2.bogus");
 }
 
 #[test]

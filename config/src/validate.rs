@@ -200,12 +200,14 @@ fn validate_server(raw: &RawServer, c: &mut Collector<'_>) -> ServerSettings {
             .collect()
     });
 
+    let limits = validate_limits(&raw.limits, c);
     ServerSettings {
         listen,
         workers,
         cpu_affinity,
         timeouts: validate_timeouts(&raw.timeouts, c),
-        limits: validate_limits(&raw.limits, c),
+        http2: crate::http2::validate_http2(&raw.http2, limits.max_header_bytes, c),
+        limits,
     }
 }
 
@@ -477,6 +479,7 @@ fn validate_site(
         .ok();
 
     let mtls = validate_mtls(&raw.mtls, &prefix, files, stores, c);
+    let alpn = crate::http2::validate_alpn(raw.alpn.as_deref(), &format!("{prefix}.alpn"), c);
 
     let server_names = raw
         .server_names
@@ -495,6 +498,7 @@ fn validate_site(
         private_key_path: private_key_path?,
         private_key: private_key?,
         origin: origin?,
+        alpn,
         mtls: mtls?,
     })
 }

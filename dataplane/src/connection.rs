@@ -1,4 +1,5 @@
-//! One client connection: TLS handshake under the site's policy, then HTTP proxying.
+//! One client connection: TLS handshake under the site's policy, then HTTP proxying with the
+//! codec ALPN selected (`h2`: `http2/`, otherwise `http1.rs`).
 //!
 //! Every connection gets a `connectionId` when accepted and runs inside a `tracing` span that
 //! carries it (with the peer and, once known, the site), so every diagnostic line of the
@@ -12,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
-use portcullis_config::MtlsMode;
+use portcullis_config::{AppProtocol, MtlsMode};
 use tracing::Instrument as _;
 
-use crate::proxy::{self, Exchange};
+use crate::exchange::Exchange;
 use crate::telemetry::{ConnLog, RequestObserver};
 use crate::tls::{HandshakeFailure, Refusal, TlsStream};
 use crate::worker::ActiveGuard;
+use crate::{http1, http2};
 
 /// How long a refused client gets to read its alert (or a closing connection its last
 /// response) while the rest of what it sends is drained.
@@ -134,7 +136,29 @@ async fn serve(stream: TcpStream, mut conn: Box<ConnLog>, guard: ActiveGuard) {
         buffers: &worker.buffers,
         observer: &observer,
     };
-    if let Err(e) = proxy::serve(&mut tls, &exchange).await {
+    let alpn = tls.handshake_info().alpn;
+    if alpn.is_none() && !site.config.alpn.contains(&AppProtocol::Http11) {
+        // A client that offered no ALPN at all speaks HTTP/1.1, which this site does not.
+        tracing::info!("client offered no ALPN and the site serves only h2; closing");
+        let _ = Box::pin(tls.shutdown()).await;
+        telemetry.connection_closed(&tls, &conn);
+        return;
+    }
+    if alpn == Some("h2") {
+        let sni: Option<Box<str>> = tls.sni().map(Into::into);
+        // Boxed: the HTTP/2 codec's state exists only on HTTP/2 connections.
+        let counts = Box::pin(http2::serve(
+            tls,
+            &exchange,
+            &snapshot.config.server.http2,
+            REFUSAL_LINGER,
+        ))
+        .await;
+        let bytes = counts.map_or((0, 0), |c| c.get());
+        telemetry.connection_closed_with(Some(&site), sni.as_deref(), bytes, &conn);
+        return;
+    }
+    if let Err(e) = http1::serve(&mut tls, &exchange).await {
         if e.kind() == std::io::ErrorKind::TimedOut {
             tracing::info!("client stopped reading (send time-out); closing");
         } else {

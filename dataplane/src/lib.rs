@@ -1,10 +1,11 @@
 //! Portcullis data plane: thread-per-core workers that terminate viewer mTLS with BoringSSL and
-//! proxy HTTP/1.1 to origins.
+//! proxy HTTP/1.1 and HTTP/2 viewers to HTTP/1.1 origins.
 //!
 //! Data flows one way: `worker` accepts, `connection` runs the TLS handshake under the
-//! site's policy ([`tls`]), `proxy` forwards requests to the origin (`origin_pool`) with
-//! the viewer-cert headers ([`viewer_cert`]). Configuration changes at run time (SIGHUP, the
-//! admin API, watched files, polled objects from `sources`) go through `control`.
+//! site's policy ([`tls`]), the ALPN-selected codec (`http1` or [`http2`]) reads requests and
+//! drives the protocol-neutral `exchange`, which forwards each to the origin (`origin_pool`)
+//! with the viewer-cert headers ([`viewer_cert`]). Configuration changes at run time (SIGHUP,
+//! the admin API, watched files, polled objects from `sources`) go through `control`.
 //!
 //! Public modules are the ones other crates use (the `portcullis` binary, the end-to-end
 //! tests, the benchmarks, the fuzz targets); the rest of the data path is private. The demo
@@ -19,12 +20,14 @@ mod connection;
 mod control;
 #[cfg(any(test, feature = "demo"))]
 pub mod demo;
+mod exchange;
 pub mod function;
 pub mod http;
+mod http1;
+pub mod http2;
 pub mod local_snapshot;
 mod notify;
 mod origin_pool;
-mod proxy;
 pub mod revocation;
 pub mod run;
 mod server;

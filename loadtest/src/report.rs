@@ -32,6 +32,10 @@ pub struct Stats {
     pub expected: BTreeMap<ErrorKind, u64>,
     /// Rate mode: the latest a request was sent after its intended time.
     pub max_lag: Duration,
+    /// Rate mode: the load generator's own lateness, how long after its intended time each
+    /// request was seen due (the generator's timer and scheduling, not the server: a request
+    /// waiting for a busy connection is counted in `max_lag` only).
+    pub schedule_lag: LatencyHistogram,
 }
 
 impl Stats {
@@ -51,6 +55,7 @@ impl Stats {
             *self.expected.entry(kind.clone()).or_default() += n;
         }
         self.max_lag = self.max_lag.max(other.max_lag);
+        self.schedule_lag.merge(&other.schedule_lag)?;
         Ok(())
     }
 
@@ -123,6 +128,10 @@ pub struct Summary {
     pub service_time: Option<Percentiles>,
     /// Rate mode: the latest a request was sent after its intended time, in microseconds.
     pub max_send_lag_us: Option<u64>,
+    /// Rate mode: the load generator's own lateness in seeing each request due (its timer
+    /// and its thread's scheduling), independent of the server. A run whose p99 or maximum
+    /// exceeds a small bound measured the generator, not the server.
+    pub schedule_lag: Option<Percentiles>,
 }
 
 /// The run facts a [`Summary`] is built from besides the counters.
@@ -194,6 +203,7 @@ impl Summary {
             service_time: rate_mode.then(|| stats.service.percentiles()),
             max_send_lag_us: rate_mode
                 .then(|| u64::try_from(stats.max_lag.as_micros()).unwrap_or(u64::MAX)),
+            schedule_lag: rate_mode.then(|| stats.schedule_lag.percentiles()),
         }
     }
 
@@ -259,6 +269,14 @@ impl Summary {
         }
         if let Some(lag) = self.max_send_lag_us {
             let _ = writeln!(s, "  max send lag   {:.3} ms", lag as f64 / 1000.0);
+        }
+        if let Some(lag) = &self.schedule_lag {
+            let _ = writeln!(
+                s,
+                "  schedule lag   p99 {:.3} ms, max {:.3} ms (the generator's own lateness)",
+                lag.p99_us as f64 / 1000.0,
+                lag.max_us as f64 / 1000.0
+            );
         }
         let _ = writeln!(
             s,

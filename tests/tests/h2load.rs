@@ -1,6 +1,7 @@
 //! Stock `h2load` (nghttp2-client) load-testing a `required` site through the LD_PRELOAD shim in
 //! `loadtest/h2load-client-cert/`, which makes it present a client certificate: with the
-//! certificate every request succeeds, without it every handshake is refused.
+//! certificate every request succeeds, over HTTP/1.1 (`--h1`) and in h2load's default HTTP/2
+//! mode; without it every handshake is refused.
 //!
 //! Needs `h2load` (Debian package `nghttp2-client`), a C compiler `cc` (`gcc`) and the OpenSSL 3
 //! headers (`libssl-dev`); the test fails, naming the package, when one is missing.
@@ -92,11 +93,17 @@ fn parse_requests(stdout: &str) -> Option<Requests> {
     })
 }
 
-/// Runs `h2load --h1` against `port` (SNI `localhost`, connecting to 127.0.0.1) with the shim
-/// preloaded and, if given, the client certificate and key in the shim's variables.
-fn h2load(shim: &Path, port: u16, client: Option<(&Path, &Path)>) -> (Requests, String) {
+/// Runs `h2load` with `mode` (`--h1`, or HTTP/2 options) against `port` (SNI `localhost`,
+/// connecting to 127.0.0.1) with the shim preloaded and, if given, the client certificate and
+/// key in the shim's variables.
+fn h2load(
+    shim: &Path,
+    port: u16,
+    client: Option<(&Path, &Path)>,
+    mode: &[&str],
+) -> (Requests, String) {
     let mut cmd = Command::new("h2load");
-    cmd.arg("--h1")
+    cmd.args(mode)
         .arg("-n")
         .arg(REQUESTS.to_string())
         .arg("-c")
@@ -171,7 +178,7 @@ fn h2load_with_shim_presents_client_certificate() {
     let (cert, key) = pki.write_client("h2load", &client, &[&pki.intermediate]);
     let port = server.addr.port();
 
-    let (with_cert, transcript) = h2load(&shim, port, Some((&cert, &key)));
+    let (with_cert, transcript) = h2load(&shim, port, Some((&cert, &key)), &["--h1"]);
     assert_eq!(
         with_cert,
         Requests {
@@ -182,7 +189,23 @@ fn h2load_with_shim_presents_client_certificate() {
         "with the client certificate every request must succeed:\n{transcript}"
     );
 
-    let (without, transcript) = h2load(&shim, port, None);
+    // h2load's default protocol: HTTP/2 (ALPN h2), ten streams at a time per connection.
+    let (h2, transcript) = h2load(&shim, port, Some((&cert, &key)), &["-m", "10"]);
+    assert!(
+        transcript.contains("Application protocol: h2"),
+        "h2load should negotiate HTTP/2:\n{transcript}"
+    );
+    assert_eq!(
+        h2,
+        Requests {
+            total: REQUESTS,
+            succeeded: REQUESTS,
+            failed: 0
+        },
+        "over HTTP/2 every request must succeed:\n{transcript}"
+    );
+
+    let (without, transcript) = h2load(&shim, port, None, &["--h1"]);
     assert_eq!(
         without.succeeded, 0,
         "without a client certificate no request may succeed:\n{transcript}"

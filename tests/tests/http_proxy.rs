@@ -363,3 +363,86 @@ fn connections_still_open_at_the_drain_timeout_are_closed_not_left_behind() {
     );
     assert!(!log.contains("still open after being closed"), "{log}");
 }
+
+/// A socket that keeps a copy of every byte it reads, so a test can look at the TLS records.
+#[derive(Debug)]
+struct Recording {
+    tcp: std::net::TcpStream,
+    seen: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+}
+
+impl Read for Recording {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        self.seen.borrow_mut().extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for Recording {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// (content type, length) of the TLS records in `bytes`.
+fn tls_records(mut bytes: &[u8]) -> Vec<(u8, usize)> {
+    let mut records = Vec::new();
+    while bytes.len() >= 5 {
+        let len = usize::from(bytes[3]) << 8 | usize::from(bytes[4]);
+        records.push((bytes[0], len));
+        bytes = &bytes[(5 + len).min(bytes.len())..];
+    }
+    records
+}
+
+#[test]
+fn a_small_response_leaves_as_one_tls_record() {
+    use boring::ssl::{SslConnector, SslMethod, SslVersion};
+    let OneSite {
+        pki,
+        origin: _origin,
+        server,
+    } = OneSite::start("optional", Some("bundle.pem"), "", "");
+    // TLS 1.2: nothing follows the handshake but the response (TLS 1.3 sends session tickets
+    // after it), so every application-data record the client reads belongs to the response.
+    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+    connector
+        .set_ca_file(pki.path("root.pem"))
+        .expect("trust the test root");
+    connector
+        .set_max_proto_version(Some(SslVersion::TLS1_2))
+        .expect("TLS 1.2");
+    let tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let recording = Recording {
+        tcp,
+        seen: std::rc::Rc::clone(&seen),
+    };
+    let mut tls = connector
+        .build()
+        .connect("localhost", recording)
+        .expect("handshake");
+    let mark = seen.borrow().len();
+    for path in ["/first", "/second"] {
+        let before = seen.borrow().len();
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .expect("request");
+        let response = portcullis_e2e::read_response(&mut tls).expect("response");
+        assert_eq!(response.status, 200);
+        assert!(response.text().starts_with(&format!("GET {path} HTTP/1.1")));
+        let records = tls_records(&seen.borrow()[before..]);
+        assert_eq!(
+            records.len(),
+            1,
+            "head and body in one record, got {records:?} (after {mark} handshake bytes)"
+        );
+        assert_eq!(records[0].0, 23, "an application-data record");
+    }
+}

@@ -362,6 +362,17 @@ fn every_refusal_reason_is_one_connection_record_with_its_code_and_detail() {
 
 #[test]
 fn accepted_records_match_an_independent_parse_and_join_the_access_log() {
+    accepted_records_join_the_access_log("--http1.1", "http/1.1", "HTTP/1.1");
+}
+
+#[test]
+fn http2_streams_join_the_access_log_of_their_connection() {
+    accepted_records_join_the_access_log("--http2", "h2", "HTTP/2.0");
+}
+
+/// Two requests on one connection (`curl_protocol`), then the connection, access and closing
+/// records, with the negotiated `alpn` and the access log's `protocol`.
+fn accepted_records_join_the_access_log(curl_protocol: &str, alpn: &str, protocol: &str) {
     let dir = tempfile::tempdir().expect("dir");
     let conn_log = dir.path().join("connection.log");
     let access_log = dir.path().join("access.log");
@@ -385,6 +396,7 @@ fn accepted_records_match_an_independent_parse_and_join_the_access_log() {
         .curl("localhost", "/one")
         .cert(&cert, &key)
         .args([
+            curl_protocol,
             "-H",
             "X-Connection-Id: forged",
             &t.server.url("localhost", "/two"),
@@ -452,7 +464,7 @@ fn accepted_records_match_an_independent_parse_and_join_the_access_log() {
         Some(true)
     );
     assert_eq!(handshake["tlsSni"], "localhost");
-    assert_eq!(handshake["alpn"], "http/1.1");
+    assert_eq!(handshake["alpn"], alpn);
     assert_eq!(handshake["sessionResumed"], false);
     assert_eq!(handshake["mtlsMode"], "required");
     assert_eq!(handshake["serverPort"], t.server.addr.port());
@@ -483,7 +495,7 @@ fn accepted_records_match_an_independent_parse_and_join_the_access_log() {
             format!("localhost:{}", t.server.addr.port())
         );
         assert_eq!(record["status"], 200);
-        assert_eq!(record["protocol"], "HTTP/1.1");
+        assert_eq!(record["protocol"], protocol);
         assert_eq!(record["site"], "main");
         assert_eq!(
             record["clientCertSerialNumber"],

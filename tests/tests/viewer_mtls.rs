@@ -426,10 +426,22 @@ fn rsa_server_certificates_wildcard_names_and_alpn_work() {
         .args(["-v"])
         .run();
     assert_eq!(r.status, Some(200), "{r:?}");
+    // Both protocols are offered: curl's first choice, h2, is taken; a client that asks for
+    // HTTP/1.1 gets it.
     assert!(
-        r.stderr.contains("ALPN: server accepted http/1.1"),
+        r.stderr.contains("ALPN: server accepted h2"),
         "{}",
         r.stderr
+    );
+    let h1 = Curl::new(&server, "shop.wild.test", "/", &pki.path("root.pem"))
+        .cert(&cert, &ckey)
+        .args(["-v", "--http1.1"])
+        .run();
+    assert_eq!(h1.status, Some(200), "{h1:?}");
+    assert!(
+        h1.stderr.contains("ALPN: server accepted http/1.1"),
+        "{}",
+        h1.stderr
     );
     assert!(
         r.stderr.contains("CN=rsa.wild.test")

@@ -1,5 +1,7 @@
 //! Canned error responses sent by the proxy itself.
 
+use super::Status;
+
 macro_rules! canned {
     ($code:literal, $reason:literal, $len:literal) => {
         concat!(
@@ -20,8 +22,8 @@ macro_rules! canned {
 /// A complete response for `status` (400, 403, 405, 408, 421, 431, 500, 501, 502, 503 or 504; any other
 /// value gives the 500 response): status line, `Content-Type: text/plain`, `Content-Length`,
 /// `Connection: close` and the reason phrase as body. The connection is closed after it.
-pub fn error_response(status: u16) -> &'static [u8] {
-    match status {
+pub fn error_response(status: Status) -> &'static [u8] {
+    match status.code() {
         400 => canned!("400", "Bad Request", "12"),
         403 => canned!("403", "Forbidden", "10"),
         405 => canned!("405", "Method Not Allowed", "19"),
@@ -44,7 +46,7 @@ mod tests {
     #[test]
     fn responses_are_well_formed() {
         for status in [400u16, 403, 405, 408, 421, 431, 500, 501, 502, 503, 504] {
-            let bytes = error_response(status);
+            let bytes = error_response(Status::new(status).expect("status"));
             let head = parse_response_head(bytes, false)
                 .expect("valid")
                 .expect("complete");
@@ -57,7 +59,10 @@ mod tests {
             assert!(text.contains("\r\nContent-Type: text/plain\r\n"));
             assert!(text.contains("\r\nConnection: close\r\n"));
         }
-        assert_eq!(error_response(418), error_response(500));
-        assert!(error_response(0).starts_with(b"HTTP/1.1 500 "));
+        let teapot = Status::new(418).expect("status");
+        assert_eq!(
+            error_response(teapot),
+            error_response(Status::INTERNAL_SERVER_ERROR)
+        );
     }
 }

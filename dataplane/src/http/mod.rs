@@ -6,12 +6,18 @@
 //! into caller-provided buffers, so the hot path does not allocate.
 
 pub mod authority;
+pub mod body;
 pub mod chunked;
 pub mod error_response;
+pub mod h2_fields;
 mod headers;
 pub mod request;
 pub mod response;
+pub mod status;
 
+pub use body::{
+    encode_chunk, encode_chunk_into, BodyState, RequestBytes, CHUNK_OVERHEAD, LAST_CHUNK,
+};
 pub use chunked::ChunkedDecoder;
 pub use error_response::error_response;
 pub use request::{parse_request_head, write_origin_request, RequestHead, MAX_REQUEST_HEADERS};
@@ -19,6 +25,7 @@ pub use response::{
     parse_response_head, write_client_response_head, write_client_response_head_http10,
     ResponseHead, MAX_RESPONSE_HEADERS,
 };
+pub use status::Status;
 
 /// How the end of a message body is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +114,9 @@ pub enum HttpError {
     /// The `Host` value or an absolute-form target's authority is not a plain `host[:port]`.
     #[error("invalid Host or request-target authority")]
     InvalidHost,
+    /// A header value contains CR, LF or NUL (HTTP/2 requests, which carry values as binary).
+    #[error("invalid header value")]
+    InvalidHeaderValue,
     /// Malformed chunked body (the reason says where).
     #[error("invalid chunked body: {0}")]
     InvalidChunkedBody(&'static str),
@@ -133,11 +143,11 @@ impl HttpError {
     /// Request errors give 400, 405 or 431; response errors give 502. Errors of a
     /// [`ChunkedDecoder`] give 400 (they are meant for request bodies; on a response body the
     /// client head was already sent and the caller just closes the connection).
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> Status {
         match self {
-            HttpError::TooManyHeaders | HttpError::HeadTooLarge => 431,
-            HttpError::MethodNotAllowed => 405,
-            HttpError::MalformedResponse(_) | HttpError::InvalidResponse(_) => 502,
+            HttpError::TooManyHeaders | HttpError::HeadTooLarge => Status::HEADER_FIELDS_TOO_LARGE,
+            HttpError::MethodNotAllowed => Status::METHOD_NOT_ALLOWED,
+            HttpError::MalformedResponse(_) | HttpError::InvalidResponse(_) => Status::BAD_GATEWAY,
             HttpError::MalformedRequest(_)
             | HttpError::ContentLengthWithTransferEncoding
             | HttpError::ConflictingContentLength
@@ -149,10 +159,11 @@ impl HttpError {
             | HttpError::MissingHost
             | HttpError::MultipleHost
             | HttpError::InvalidHost
+            | HttpError::InvalidHeaderValue
             | HttpError::InvalidChunkedBody(_)
             | HttpError::ChunkSizeOverflow
             | HttpError::ChunkLineTooLong
-            | HttpError::TrailersTooLarge => 400,
+            | HttpError::TrailersTooLarge => Status::BAD_REQUEST,
         }
     }
 }

@@ -220,7 +220,7 @@ pub fn parse_request_head(
 /// Refuses request targets the proxy must not forward: anything but origin-form (`/path`),
 /// absolute-form (`http(s)://authority/path`) and `*` for OPTIONS; a fragment (`#`), which a
 /// client never sends; and CONNECT (authority-form), since the proxy does not tunnel.
-fn check_target(method: &str, target: &[u8]) -> Result<(), HttpError> {
+pub(crate) fn check_target(method: &str, target: &[u8]) -> Result<(), HttpError> {
     if method == "CONNECT" {
         return Err(HttpError::MethodNotAllowed);
     }
@@ -249,7 +249,7 @@ const EDGE_FIELDS: [&[u8]; 5] = [
 /// True for the request fields the proxy never forwards (besides those named in `Connection`):
 /// `CloudFront-Viewer-Cert-*` in any case and with `_` for `-` (CGI-style origins map both
 /// spellings to one variable), hop-by-hop fields, `Expect` and [`EDGE_FIELDS`].
-fn is_dropped_request_field(name: &[u8]) -> bool {
+pub(crate) fn is_dropped_request_field(name: &[u8]) -> bool {
     let prefix = HEADER_PREFIX_LOWER.as_bytes();
     let viewer_cert = name.get(..prefix.len()).is_some_and(|p| {
         p.iter()
@@ -557,7 +557,7 @@ mod tests {
                 "{:?} gave {r:?}",
                 String::from_utf8_lossy(buf)
             );
-            assert_eq!(r.err().map(|e| e.status()), Some(400));
+            assert_eq!(r.err().map(|e| e.status().code()), Some(400));
         }
     }
 

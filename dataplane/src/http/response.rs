@@ -28,7 +28,7 @@ pub struct ResponseHead {
     /// The origin connection can be reused after this response's body.
     pub origin_keep_alive: bool,
     /// `Connection` names other fields, which must then be removed.
-    connection_names_fields: bool,
+    pub(crate) connection_names_fields: bool,
 }
 
 impl ResponseHead {
@@ -37,7 +37,7 @@ impl ResponseHead {
         self.status < 200
     }
 
-    fn header_block<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+    pub(crate) fn header_block<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         buf.get(self.headers_start..self.header_len).unwrap_or(&[])
     }
 }

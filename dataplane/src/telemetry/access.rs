@@ -29,17 +29,19 @@ pub struct HeadView<'b> {
     pub host: Option<&'b [u8]>,
     /// The request target.
     pub path: &'b [u8],
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor_version: u8,
+    /// The protocol as the access log names it (`HTTP/1.1`, `HTTP/1.0`, `HTTP/2.0`).
+    pub protocol: &'static str,
 }
 
 /// A request in flight, from its head on.
 #[derive(Debug)]
-pub(crate) struct RequestStart {
+pub struct RequestStart {
     at: Instant,
     bytes: (u64, u64),
     line: Option<RequestLine>,
     protocol: &'static str,
+    /// The request's number on its connection, from 1.
+    seq: u32,
 }
 
 /// How the proxy ended a request.
@@ -79,19 +81,8 @@ impl<'a> RequestObserver<'a> {
 
     /// A request head arrived (None: it was refused unread).
     pub fn started(&self, head: Option<HeadView<'_>>) {
-        self.conn.requests.set(self.conn.requests.get() + 1);
-        let protocol = match head {
-            Some(head) if head.minor_version == 0 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        };
-        *self.conn.current.borrow_mut() = Some(RequestStart {
-            at: Instant::now(),
-            bytes: self.conn.mark.get(),
-            line: head
-                .filter(|_| self.telemetry.access_log)
-                .map(|head| RequestLine::new(head.method, head.host, head.path)),
-            protocol,
-        });
+        let start = self.begin(head, self.conn.mark.get());
+        *self.conn.current.borrow_mut() = Some(start);
     }
 
     /// The request in flight ended with `outcome`; `bytes` are the stream's byte counts now.
@@ -99,6 +90,28 @@ impl<'a> RequestObserver<'a> {
         let Some(start) = self.conn.current.borrow_mut().take() else {
             return;
         };
+        self.end(start, outcome, bytes);
+    }
+
+    /// A request of a multiplexed connection (an HTTP/2 stream) began, its byte counts
+    /// starting at `bytes`: the caller keeps the returned start and hands it to
+    /// [`Self::end`], so requests in flight at the same time are reported separately.
+    pub fn begin(&self, head: Option<HeadView<'_>>, bytes: (u64, u64)) -> RequestStart {
+        self.conn.requests.set(self.conn.requests.get() + 1);
+        RequestStart {
+            seq: self.conn.requests.get(),
+            at: Instant::now(),
+            bytes,
+            line: head
+                .filter(|_| self.telemetry.access_log)
+                .map(|head| RequestLine::new(head.method, head.host, head.path)),
+            protocol: head.map_or("HTTP/1.1", |h| h.protocol),
+        }
+    }
+
+    /// The request that `start` began ended with `outcome`; `bytes` are its byte counts now
+    /// (on the scale `begin` was given).
+    pub fn end(&self, start: RequestStart, outcome: RequestOutcome, bytes: (u64, u64)) {
         let took = start.at.elapsed();
         let Some(established) = &self.conn.established else {
             return;
@@ -114,7 +127,7 @@ impl<'a> RequestObserver<'a> {
         let record = AccessRecord {
             timestamp: SystemTime::now(),
             id: self.conn.id,
-            seq: self.conn.requests.get(),
+            seq: start.seq,
             client: self.conn.peer.ip(),
             request: start.line,
             protocol: start.protocol,

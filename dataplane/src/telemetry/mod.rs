@@ -368,21 +368,32 @@ impl WorkerTelemetry {
     where
         T: AsyncReadRent + AsyncWriteRent,
     {
+        self.connection_closed_with(tls.site(), tls.sni(), tls.bytes(), conn);
+    }
+
+    /// [`Self::connection_closed`] for a connection whose TLS stream moved on (to the HTTP/2
+    /// codec): its site, SNI and plaintext byte counts.
+    pub fn connection_closed_with(
+        &self,
+        site: Option<&Arc<SiteTls>>,
+        sni: Option<&str>,
+        (bytes_in, bytes_out): (u64, u64),
+        conn: &ConnLog,
+    ) {
         let (true, Some(established)) = (self.log_close, &conn.established) else {
             return;
         };
         let requests = conn.requests.get();
-        let (bytes_in, bytes_out) = tls.bytes();
         let record = ConnectionRecord {
             timestamp: SystemTime::now(),
             id: conn.id,
             failure: None,
             client: conn.peer,
             server: conn.local,
-            site: tls.site().cloned(),
+            site: site.cloned(),
             tls: Some(established.info),
             handshake_ms: 0.0,
-            sni: tls.sni().map(Into::into),
+            sni: sni.map(Into::into),
             leaf: established.leaf.clone(),
             custom_data: None,
             close: Some(CloseStats {

@@ -18,11 +18,13 @@ use std::time::SystemTime;
 use boring::ex_data::Index;
 use boring::pkey::PKey;
 use boring::ssl::{
-    select_next_proto, AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder,
-    SslMethod, SslOptions, SslRef, SslSessionCacheMode, SslVersion,
+    AlpnError, NameType, SelectCertError, Ssl, SslContext, SslContextBuilder, SslMethod,
+    SslOptions, SslRef, SslSessionCacheMode, SslVersion,
 };
 use boring::x509::X509;
-use portcullis_config::{ConfigError, ConfigErrors, MtlsMode, SiteSnapshot, Snapshot, TrustAnchor};
+use portcullis_config::{
+    AppProtocol, ConfigError, ConfigErrors, MtlsMode, SiteSnapshot, Snapshot, TrustAnchor,
+};
 
 use super::ext;
 use super::policy::ViewerPolicy;
@@ -34,8 +36,6 @@ use crate::function::{ConnectionFunction, FunctionInput, KvsSource};
 use crate::revocation::{RevocationState, RevocationView};
 use crate::telemetry::{cached_fields, ConnectionId, LeafFields};
 
-/// ALPN protocols offered, in wire format.
-const ALPN_HTTP11: &[u8] = b"\x08http/1.1";
 /// TLS 1.2 suites: forward secret AEADs only (TLS 1.3 suites are BoringSSL's fixed set), in
 /// the server's order of preference (the server chooses): AES-128-GCM and ChaCha20-Poly1305
 /// first as equals (BoringSSL's `[a|b]` groups: within one the client's order wins, so a client
@@ -449,9 +449,16 @@ fn site_context_builder(
     // Tickets (stateless, shared by all workers through the front context) instead of a
     // locked server-side session cache.
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
-    b.set_alpn_select_callback(|_, offered| {
-        select_next_proto(ALPN_HTTP11, offered).ok_or(AlpnError::NOACK)
-    });
+    // The site's protocols in its order of preference (the context the ClientHello callback
+    // switches to answers ALPN). A client offering none of them gets no ALPN answer and
+    // speaks HTTP/1.1 if the site allows it, else the no_application_protocol alert.
+    let alpn = site.alpn.clone();
+    let no_match = if alpn.contains(&AppProtocol::Http11) {
+        AlpnError::NOACK
+    } else {
+        AlpnError::ALERT_FATAL
+    };
+    b.set_alpn_select_callback(move |_, offered| select_alpn(&alpn, offered).ok_or(no_match));
     ext::record_alerts(&mut b);
     ext::set_max_certificate_message(&mut b, MAX_CERTIFICATE_MESSAGE);
 
@@ -542,6 +549,23 @@ fn site_context_builder(
         ViewerPolicy::from_settings(&site.mtls).verify_mode(),
     );
     Ok(SiteContext { builder: b, trust })
+}
+
+/// The first of the site's `protocols` (its order of preference) that the client `offered`
+/// (ALPN wire format: length-prefixed identifiers), as a slice of `offered`. A malformed list
+/// selects nothing.
+fn select_alpn<'a>(protocols: &[AppProtocol], offered: &'a [u8]) -> Option<&'a [u8]> {
+    protocols.iter().find_map(|p| {
+        let mut rest = offered;
+        while let Some((&len, tail)) = rest.split_first() {
+            let (id, next) = tail.split_at_checked(usize::from(len))?;
+            if id == p.as_str().as_bytes() {
+                return Some(id);
+            }
+            rest = next;
+        }
+        None
+    })
 }
 
 /// The certificate decision of the site the ClientHello selected, for BoringSSL's verify
@@ -646,5 +670,24 @@ fn run_function(
 pub(crate) fn note_alert(ssl: &SslRef, sent: bool, alert: u8) {
     if let Some(record) = TlsSnapshot::handshake_record_of(ssl) {
         record.note_alert(sent, alert);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_follows_the_site_preference() {
+        use AppProtocol::{Http11, H2};
+        let both = b"\x02h2\x08http/1.1";
+        assert_eq!(select_alpn(&[H2, Http11], both), Some(&b"h2"[..]));
+        assert_eq!(select_alpn(&[Http11, H2], both), Some(&b"http/1.1"[..]));
+        assert_eq!(select_alpn(&[Http11], b"\x02h2"), None);
+        assert_eq!(select_alpn(&[H2], b"\x08http/1.1\x02h2"), Some(&b"h2"[..]));
+        // Truncated or malformed lists select nothing and never panic.
+        assert_eq!(select_alpn(&[H2], b"\x05h2"), None);
+        assert_eq!(select_alpn(&[H2], b""), None);
+        assert_eq!(select_alpn(&[H2], b"\x00\x00\x02h2"), Some(&b"h2"[..]));
     }
 }

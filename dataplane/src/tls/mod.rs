@@ -8,6 +8,7 @@
 pub mod context;
 pub mod ext;
 pub mod policy;
+pub mod poll_stream;
 pub mod refusal;
 pub mod stream;
 pub mod trust;
@@ -16,6 +17,7 @@ pub mod viewer_identity;
 
 pub use context::{SiteTls, TlsSnapshot};
 pub use policy::ViewerPolicy;
+pub use poll_stream::{ByteCounts, SharedTlsPollStream, TlsPollStream};
 pub use refusal::{CertificateFault, FailureCode, HandshakeFailure, Refusal};
 pub use stream::{HandshakeInfo, TlsError, TlsStream};
 pub use verify::{verify_chain, RevocationView, VerifiedChain};

@@ -24,22 +24,22 @@ use crate::write_timeout;
 /// room for a typical request in one record.
 const INCOMING_LIGHT: usize = 2048;
 /// Ciphertext read buffer during bulk transfer: one full TLS record plus its header and tag.
-const INCOMING_BULK: usize = 16 * 1024 + 512;
+pub(super) const INCOMING_BULK: usize = 16 * 1024 + 512;
 /// How long queued session tickets wait for the first response before they are sent alone.
 const TICKET_HOLD: Duration = Duration::from_millis(200);
 /// Largest plaintext slice handed to BoringSSL per write, so `outgoing` stays bounded.
-const MAX_WRITE_CHUNK: usize = 64 * 1024;
+pub(super) const MAX_WRITE_CHUNK: usize = 64 * 1024;
 
 /// The synchronous side BoringSSL sees: ciphertext already read from, or waiting to be written
 /// to, the socket.
 #[derive(Debug, Default)]
-struct CipherBuffers {
-    incoming: Vec<u8>,
-    consumed: usize,
-    outgoing: Vec<u8>,
-    eof: bool,
+pub(super) struct CipherBuffers {
+    pub(super) incoming: Vec<u8>,
+    pub(super) consumed: usize,
+    pub(super) outgoing: Vec<u8>,
+    pub(super) eof: bool,
     /// The last read filled the buffer: more is probably coming, read in bulk.
-    bulk: bool,
+    pub(super) bulk: bool,
 }
 
 impl Read for CipherBuffers {
@@ -551,6 +551,45 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
     }
 }
 
+impl TlsStream<monoio::net::TcpStream> {
+    /// Hands the established session to a poll-style stream (tokio's `AsyncRead` and
+    /// `AsyncWrite`, for the HTTP/2 codec): the socket becomes a readiness-driven one and the
+    /// BoringSSL session with its ciphertext buffers moves over as it is, so nothing read or
+    /// queued is lost. Fails (returning the stream) when the socket cannot change mode.
+    pub fn into_poll(self) -> Result<super::poll_stream::TlsPollStream, Box<(io::Error, Self)>> {
+        let Self {
+            ssl,
+            transport,
+            send_timeout,
+            tickets_queued: _,
+            bytes_in,
+            bytes_out,
+            send_failed,
+        } = self;
+        match transport.try_into_poll_io() {
+            Ok(io) => Ok(super::poll_stream::TlsPollStream::new(
+                ssl,
+                io,
+                send_timeout,
+                (bytes_in, bytes_out),
+                send_failed,
+            )),
+            Err((e, transport)) => Err(Box::new((
+                e,
+                Self {
+                    ssl,
+                    transport,
+                    send_timeout,
+                    tickets_queued: false,
+                    bytes_in,
+                    bytes_out,
+                    send_failed,
+                },
+            ))),
+        }
+    }
+}
+
 /// A transport failure as the connection log's detail says it.
 fn transport_text(e: &io::Error) -> String {
     match e.kind() {
@@ -563,7 +602,7 @@ fn transport_text(e: &io::Error) -> String {
     }
 }
 
-fn ssl_to_io(e: boring::ssl::Error) -> io::Error {
+pub(super) fn ssl_to_io(e: boring::ssl::Error) -> io::Error {
     match e.into_io_error() {
         Ok(io) => io,
         Err(e) => io::Error::other(e.to_string()),

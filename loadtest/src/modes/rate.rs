@@ -80,6 +80,14 @@ pub fn run(
             cut = true;
         }
         while scheduled < total && intended(scheduled) <= now {
+            // Only while no due request waits for a busy connection: then the loop was waiting
+            // on its timer, and any lateness is the generator's own.
+            if !cut && dispatch.waiting() == 0 {
+                worker
+                    .stats
+                    .schedule_lag
+                    .record(now.saturating_duration_since(intended(scheduled)));
+            }
             dispatch.due();
             scheduled += 1;
         }
