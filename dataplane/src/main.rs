@@ -182,9 +182,13 @@ fn main() -> ExitCode {
 fn init_diagnostics(format: DiagnosticsFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A diagnostic that cannot be written (standard error on a full disk or a closed pipe) is
+    // dropped: tracing's own report of that failure would go to the same standard error
+    // through `eprintln!`, which panics when it fails, taking a worker down with it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         DiagnosticsFormat::Json => builder.json().with_current_span(true).init(),
         DiagnosticsFormat::Human => builder.init(),

@@ -164,10 +164,13 @@ fn bed(wrapper: &[&str], store_padding: usize) -> Bed {
 
 impl Bed {
     fn status(&self, client: &(std::path::PathBuf, std::path::PathBuf)) -> Option<u16> {
-        Curl::new(&self.server, "localhost", "/", &self.pki.path("root.pem"))
+        let r = Curl::new(&self.server, "localhost", "/", &self.pki.path("root.pem"))
             .cert(&client.0, &client.1)
-            .run()
-            .status
+            .run();
+        if r.status.is_none() && client == &self.good {
+            eprintln!("good client failed: {r:?}\n{}", self.server.log());
+        }
+        r.status
     }
 
     /// The running policy: the good client served, the stolen one refused.
