@@ -348,4 +348,11 @@ fn a_store_or_log_that_cannot_grow_fails_cleanly_and_the_workers_keep_serving() 
             .len()
             <= LIMIT as u64
     );
+    // Its diagnostics (standard error, a file here) reached the limit too, and it still serves.
+    assert!(
+        bed.server.log().len() >= LIMIT - 4096,
+        "{}",
+        bed.server.log().len()
+    );
+    assert_eq!(bed.status(&bed.good), Some(200));
 }
