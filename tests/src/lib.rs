@@ -326,7 +326,7 @@ impl Portcullis {
             }
             None => Command::new(binary),
         };
-        let mut child = command
+        command
             .arg("run")
             .arg("--config")
             .arg(config_path)
@@ -334,9 +334,19 @@ impl Portcullis {
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("spawn portcullis");
+            .stderr(Stdio::from(stderr));
+        // A binary a test has just copied can be busy for a moment (ETXTBSY): a process another
+        // test thread forked meanwhile holds the copy's write descriptor until it execs.
+        let mut attempts = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.expect("spawn portcullis"),
+            }
+        };
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

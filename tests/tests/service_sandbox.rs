@@ -84,7 +84,13 @@ fn start(deny: &[&str]) -> Sandboxed {
     let config_path = pki.write("portcullis.toml", &config_text(&pki, &[site], ""));
     let dir = tempfile::tempdir().expect("dir");
     let binary = sandboxed_binary(dir.path(), deny);
-    let server = Portcullis::start_binary(&binary, &config_path, dir, &[]);
+    // The driver is the filter's to decide, whatever the suite's MONOIO_FORCE_LEGACY_DRIVER.
+    let server = Portcullis::start_binary(
+        &binary,
+        &config_path,
+        dir,
+        &[("MONOIO_FORCE_LEGACY_DRIVER", "0")],
+    );
     let log = server.log();
     assert!(
         log.contains("unit_sandbox: MemoryDenyWriteExecute")
