@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use portcullis::http::{
     parse_response_head, write_client_response_head, write_client_response_head_http10,
+    MAX_RESPONSE_HEADERS,
 };
 
 fuzz_target!(|input: &[u8]| {
@@ -24,10 +25,13 @@ fuzz_target!(|input: &[u8]| {
             write_client_response_head(&head, data, keep_alive, &mut out);
         }
         assert!(out.ends_with(b"\r\n\r\n"));
-        let again = parse_response_head(&out, head_request)
-            .expect("the rewritten head parses")
-            .expect("the rewritten head is complete");
-        assert_eq!(again.status, head.status);
-        assert_eq!(again.header_len, out.len());
+        // A client reads it as one whole, well-formed head with the same status. (Not with
+        // our own origin-side parser: the rewrite may add a field or two to a head that was
+        // at the origin-side field limit.)
+        let mut fields = [httparse::EMPTY_HEADER; 2 * MAX_RESPONSE_HEADERS];
+        let mut again = httparse::Response::new(&mut fields);
+        let parsed = again.parse(&out).expect("the rewritten head parses");
+        assert_eq!(parsed, httparse::Status::Complete(out.len()), "one whole head");
+        assert_eq!(again.code, Some(head.status));
     }
 });
