@@ -213,16 +213,6 @@ fn a_session_is_not_resumed_after_its_trust_store_changed() {
     assert!(err.contains("unknown ca"), "{err}");
 }
 
-/// Reads the process's resident set size in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn old_snapshots_are_freed_when_their_last_connection_ends_across_ten_thousand_reloads() {
     let bed = Bed::start("");
@@ -280,9 +270,9 @@ fn old_snapshots_are_freed_when_their_last_connection_ends_across_ten_thousand_r
     };
     let started = Instant::now();
     reloads(1_000);
-    let rss_1k = rss_kib(bed.server.pid());
+    let rss_1k = bed.server.rss_kib();
     reloads(9_000);
-    let rss_10k = rss_kib(bed.server.pid());
+    let rss_10k = bed.server.rss_kib();
     let took = started.elapsed();
     let (_, status) = bed.admin("GET", "/status");
     assert_eq!(status["generation"], 10_002);

@@ -178,16 +178,6 @@ fn slowloris_heads_are_cut_at_the_header_timeout_while_others_are_served() {
     );
 }
 
-/// Resident memory now (VmRSS) in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// Raises this process's open-file limit to its hard limit; the limit reached.
 fn raise_nofile() -> u64 {
     let mut limit = libc::rlimit {
@@ -227,7 +217,7 @@ fn five_thousand_idle_connections_are_held_in_bounded_memory() {
         .map(|_| serve_one(&tls, connect_from(&server, [127, 0, 0, 1])).expect("served"))
         .collect();
     drop(warm);
-    let before = rss_kib(server.pid());
+    let before = server.rss_kib();
     // Four client threads; each connection is handshaken, used once and left idle.
     let held: Vec<_> = std::thread::scope(|scope| {
         let openers: Vec<_> = (0..4)
@@ -248,7 +238,7 @@ fn five_thousand_idle_connections_are_held_in_bounded_memory() {
             .collect()
     });
     assert_eq!(held.len(), IDLE);
-    let after = rss_kib(server.pid());
+    let after = server.rss_kib();
     let per_connection = (after.saturating_sub(before)) as f64 / IDLE as f64;
     eprintln!("{IDLE} idle connections: {before} -> {after} KiB, {per_connection:.1} KiB each");
     if !under_sanitizer() {
