@@ -921,6 +921,24 @@ pub fn s_client_with_session(
     )
 }
 
+/// Saves a TLS 1.3 session of `cert` to `session` and checks that it resumes (both exchanges
+/// answered 200): the starting point of every "is this session still resumed after ..." test.
+pub fn assert_session_resumes(
+    server: &Portcullis,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    session: &Path,
+) {
+    let (first, _) = s_client_with_session(server, ca, cert, key, "-sess_out", session);
+    assert!(first.contains("HTTP/1.1 200"), "{first}");
+    let (again, _) = s_client_with_session(server, ca, cert, key, "-sess_in", session);
+    assert!(
+        again.contains("Reused, TLSv1.3") && again.contains("HTTP/1.1 200"),
+        "the session does not resume to begin with:\n{again}"
+    );
+}
+
 /// Starts the echo origin on 127.0.0.1 with an ephemeral port.
 pub fn origin() -> DemoOrigin {
     DemoOrigin::start("127.0.0.1:0".parse().expect("addr")).expect("start origin")

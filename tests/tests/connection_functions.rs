@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    config_text, origin, portcullis_cli, s_client_with_session, serial_hex, CertKind, CertSpec,
-    Curl, CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
+    assert_session_resumes, config_text, origin, portcullis_cli, s_client_with_session, serial_hex,
+    CertKind, CertSpec, Curl, CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
 };
 use serde_json::Value;
 
@@ -227,13 +227,7 @@ fn the_function_denies_revoked_serials_and_an_admin_revoke_applies_to_the_next_h
             &sess,
         )
     };
-    let (first, _) = s_client("-sess_out");
-    assert!(first.contains("HTTP/1.1 200"), "{first}");
-    let (again, _) = s_client("-sess_in");
-    assert!(
-        again.contains("Reused, TLSv1.3"),
-        "resumption works before the change:\n{again}"
-    );
+    assert_session_resumes(&s.server, &s.pki.path("root.pem"), &cert, &key, &sess);
 
     // Revoke through the CLI and the admin API, in the uppercase colon form.
     let out = portcullis_cli(&[
