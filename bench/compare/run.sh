@@ -23,7 +23,8 @@
 #   SKIP_BUILD=1         use the binaries already in $CARGO_TARGET_DIR/release
 #   OUT_DIR=bench/results
 #   KEEP_WORK=1          keep the temporary directory (configs, logs, raw JSON)
-#   TESTS="handshake resume keepalive rate idle h2 h2rate"   the rows to measure
+#   TESTS="handshake resume keepalive rate idle h2 h2rate"   the rows to measure (also h1load:
+#                        HTTP/1.1 keep-alive with h2load --h1, reported in the raw files only)
 #   RATE_FRACTION=0.5    the fixed rates, as a fraction of the first server's saturation rate
 #   RATE_REPEATS=3       fixed-rate runs per server (HTTP/1.1 and HTTP/2); the report gives
 #                        the median p99 of the valid ones and their spread
@@ -627,6 +628,12 @@ for variant in $VARIANTS; do
         echo "{\"rate\": $h2_rate, \"from\": \"$name\", \"fraction\": $RATE_FRACTION}" >"$RAW/$variant.h2rate.json"
         log "  HTTP/2 latency runs at $h2_rate req/s ($RATE_FRACTION of $name's HTTP/2 rate)"
       fi
+    fi
+    # HTTP/1.1 keep-alive requests/s measured with h2load --h1 (C, libev: a cheaper client than
+    # portcullis-loadtest, whose core saturates first): one request in flight per connection
+    # (no pipelining), H2_CONNS connections.
+    if ((full)) && want h1load; then
+      h2 "$variant.$name.h1load" "$variant" --h1
     fi
     if ((full)) && want h2rate && [[ -n $h2_rate ]]; then
       for i in $(seq "$RATE_REPEATS"); do
