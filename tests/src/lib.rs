@@ -921,6 +921,19 @@ pub fn s_client_with_session(
     )
 }
 
+/// A PEM CRL from `issuer` listing `revoked`, current now (issued an hour ago, next update in
+/// a week).
+pub fn current_crl(issuer: &Issued, revoked: &[&Issued]) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    issuer
+        .crl(
+            revoked,
+            now - time::Duration::hours(1),
+            now + time::Duration::days(7),
+        )
+        .expect("crl")
+}
+
 /// Saves a TLS 1.3 session of `cert` to `session` and checks that it resumes (both exchanges
 /// answered 200): the starting point of every "is this session still resumed after ..." test.
 pub fn assert_session_resumes(

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    config_text, openssl, origin, CertKind, CertSpec, Curl, DemoOrigin, Issued, Portcullis,
-    SiteConfig, TestPki,
+    config_text, current_crl, openssl, origin, CertKind, CertSpec, Curl, DemoOrigin, Issued,
+    Portcullis, SiteConfig, TestPki,
 };
 use serde_json::Value;
 
@@ -150,14 +150,7 @@ fn every_refusal_reason_is_one_connection_record_with_its_code_and_detail() {
     )
     .expect("store");
     let now = time::OffsetDateTime::now_utc();
-    let crl = pki
-        .intermediate
-        .crl(
-            &[&revoked_by_crl],
-            now - time::Duration::hours(1),
-            now + time::Duration::days(7),
-        )
-        .expect("crl");
+    let crl = current_crl(&pki.intermediate, &[&revoked_by_crl]);
     std::fs::write(&crl_file, crl).expect("write crl");
 
     let mut main = SiteConfig::new(origin.addr(), "required", Some(pki.path("bundle.pem")));

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslStream};
 use portcullis_e2e::{
-    admin_call, assert_session_resumes, config_text, origin, portcullis_cli, s_client_with_session,
-    serial_hex, Curl, CurlResult, DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
+    admin_call, assert_session_resumes, config_text, current_crl, origin, portcullis_cli,
+    s_client_with_session, serial_hex, Curl, CurlResult, DemoOrigin, Issued, Portcullis,
+    SiteConfig, TestPki,
 };
 
 /// A `required` site with a revoked-serial store `viewers` and the admin API on loopback.
@@ -188,14 +189,7 @@ fn crls_revoke_for_their_issuer_and_expired_crls_follow_the_policy() {
     let revoked = TestPki::client(&pki.intermediate, "on-the-crl");
     let fine = TestPki::client(&pki.intermediate, "not-on-the-crl");
     let now = time::OffsetDateTime::now_utc();
-    let fresh = pki
-        .intermediate
-        .crl(
-            &[&revoked],
-            now - time::Duration::hours(1),
-            now + time::Duration::days(7),
-        )
-        .expect("crl");
+    let fresh = current_crl(&pki.intermediate, &[&revoked]);
     let stale = pki
         .intermediate
         .crl(
@@ -259,15 +253,7 @@ fn a_crl_applies_whatever_the_encoding_of_its_issuers_name() {
             portcullis_e2e::CertKind::Client,
         ))
         .expect("client");
-    let now = time::OffsetDateTime::now_utc();
-    let crl = pki
-        .intermediate
-        .crl(
-            &[&revoked],
-            now - time::Duration::hours(1),
-            now + time::Duration::days(7),
-        )
-        .expect("crl");
+    let crl = current_crl(&pki.intermediate, &[&revoked]);
     let crl_path = pki.write("intermediate.crl", &crl);
     let (rc, rk) = pki.write_client("reencoded", &revoked, &[&pki.intermediate]);
     let (oc, ok) = pki.write_client("reencoded-fine", &other, &[&pki.intermediate]);
