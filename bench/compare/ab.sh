@@ -6,7 +6,7 @@
 #   bench/compare/ab.sh NAME=/path/to/portcullis NAME2=/path/to/other-portcullis ...
 #
 # Environment (optional): ROUNDS=5, SECS=5, KA_CONNS=16, SERVER_CPU=0, CLIENT_CPU=1,
-# LOADTEST=path to portcullis-loadtest (default: $CARGO_TARGET_DIR/release/portcullis-loadtest).
+# ORIGIN_CPU (default SERVER_CPU, as in run.sh), BENCH_NICE=-15 (as run.sh), LOADTEST=path to portcullis-loadtest (default: $CARGO_TARGET_DIR/release/portcullis-loadtest).
 # Needs nginx (the origin), openssl and taskset, like run.sh.
 set -euo pipefail
 
@@ -16,6 +16,8 @@ SECS=${SECS:-5}
 KA_CONNS=${KA_CONNS:-16}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
+BENCH_NICE=${BENCH_NICE:--15}
 LOADTEST=${LOADTEST:-${CARGO_TARGET_DIR:-$HOME/.cache/portcullis-target}/release/portcullis-loadtest}
 (($# >= 2)) || { echo "usage: $0 NAME=BINARY NAME=BINARY [...]" >&2; exit 2; }
 
@@ -56,7 +58,7 @@ http {
   }
 }
 EOF
-taskset -c "$CLIENT_CPU" nginx -p "$WORK/origin/" -c "$WORK/origin/nginx.conf" >/dev/null 2>&1 &
+nice -n "$BENCH_NICE" taskset -c "$ORIGIN_CPU" nginx -p "$WORK/origin/" -c "$WORK/origin/nginx.conf" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_port "$ORIGIN_PORT" || { echo "origin did not start" >&2; exit 1; }
 
@@ -85,12 +87,12 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run_one() { # NAME BINARY -> "name reqs_per_s cpu_us_per_req"
   local name=$1 bin=$2
-  "$bin" run --config "$WORK/portcullis.toml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  nice -n "$BENCH_NICE" taskset -c "$SERVER_CPU" "$bin" run --config "$WORK/portcullis.toml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   local pid=$!
   wait_port "$PORT" || { echo "$name did not start: $(cat "$WORK/$name.err")" >&2; exit 1; }
   local before
   before=$(cpu_ticks "$pid")
-  taskset -c "$CLIENT_CPU" "$LOADTEST" keepalive --target "127.0.0.1:$PORT" --ca "$WORK/pki/root-ca.pem" \
+  nice -n "$BENCH_NICE" taskset -c "$CLIENT_CPU" "$LOADTEST" keepalive --target "127.0.0.1:$PORT" --ca "$WORK/pki/root-ca.pem" \
     --certs "$WORK/pki/certs" -t 2 -c "$KA_CONNS" -r 100000000 -d "$SECS" --json --no-progress \
     >"$WORK/$name.json" 2>/dev/null
   local after

@@ -19,6 +19,11 @@
 #                        generator has its CPU alone and keeps its schedule (on CLIENT_CPU the
 #                        origin and the generator fight for one core and the fixed-rate tail
 #                        measures that fight)
+#   SERVER_CPU_QUOTA=    cap the server (all its processes and threads) at this percentage of one
+#                        core with a cgroup CPU quota (v1 cpu.cfs_quota_us or v2 cpu.max; needs
+#                        root), e.g. 50: then the server, not the load generator or the origin,
+#                        is what saturates, and requests/s compare the servers' own CPU cost.
+#                        Empty (default): no cap
 #   HANDSHAKE_ONLY=1     only the handshake rows (full and resumed), for every variant
 #   SKIP_BUILD=1         use the binaries already in $CARGO_TARGET_DIR/release
 #   OUT_DIR=bench/results
@@ -61,6 +66,7 @@ KA_CONNS=${KA_CONNS:-16}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
+SERVER_CPU_QUOTA=${SERVER_CPU_QUOTA:-}
 FN_KVS_KEYS=${FN_KVS_KEYS:-1000000}
 OUT_DIR=${OUT_DIR:-$ROOT/bench/results}
 TESTS=" ${TESTS:-handshake resume keepalive rate idle h2 h2rate} "
@@ -143,6 +149,7 @@ cleanup() {
   trap - EXIT INT TERM
   local pid
   for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
+  if [[ -n ${CGROUP_DIR:-} ]]; then rmdir "$CGROUP_DIR" 2>/dev/null || log "cgroup $CGROUP_DIR left behind"; fi
   if [[ ${KEEP_WORK:-0} == 1 || $rc != 0 ]]; then
     log "work directory kept: $WORK"
   else
@@ -187,6 +194,30 @@ cpu_ticks() { # utime+stime (clock ticks) summed over the processes (all threads
     total=$((total + t))
   done
   echo "$total"
+}
+
+core_jiffies() { # core_jiffies CPU: "busy total" jiffies of one CPU from /proc/stat (busy counts
+  # user, nice, system, irq, softirq and steal; total adds idle and iowait)
+  awk -v c="cpu$1" '$1 == c {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat
+}
+
+# cpu_json T0 T1 W0 W1 RC SC0 SC1 CC0 CC1 O0 O1: the CPU record of one run: the server's ticks,
+# the wall time, and how busy the server's and the client's cores were and what the shared
+# origin used (to tell which side bounded a saturation run).
+cpu_json() {
+  python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+t0, t1, w0, w1, rc = sys.argv[1:6]
+sc0, sc1, cc0, cc1 = (tuple(map(int, a.split())) for a in sys.argv[6:10])
+o0, o1, hz = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
+wall = float(w1) - float(w0)
+def busy(a, b):
+    total = b[1] - a[1]
+    return round((b[0] - a[0]) / total, 3) if total > 0 else None
+print(json.dumps({"ticks": int(t1) - int(t0), "clk_tck": hz, "wall_secs": round(wall, 3), "rc": int(rc),
+                  "server_core_busy": busy(sc0, sc1), "client_core_busy": busy(cc0, cc1),
+                  "origin_cpu_secs": round((o1 - o0) / hz, 2)}))
+PY
 }
 
 rss_kib() { # VmRSS summed over the processes
@@ -413,6 +444,33 @@ start_server() { # start_server NAME VARIANT
   fi
   sleep 0.3 # let nginx fork its worker
   log "$name ($variant) on 127.0.0.1:$SERVER_PORT, pids $(server_pids "$SERVER_PID" | tr '\n' ' ')"
+  cap_server
+}
+
+# cap_server: moves the server's processes into a cgroup capped at SERVER_CPU_QUOTA % of one
+# core (10 ms period, so a capped server pauses for at most a few ms at a time).
+CGROUP_DIR=
+cap_server() {
+  [[ -n $SERVER_CPU_QUOTA ]] || return 0
+  local period=${CPU_QUOTA_PERIOD_US:-10000} p quota
+  quota=$((SERVER_CPU_QUOTA * period / 100))
+  if [[ -z $CGROUP_DIR ]]; then
+    if [[ -d /sys/fs/cgroup/cpu && -w /sys/fs/cgroup/cpu ]]; then
+      CGROUP_DIR=/sys/fs/cgroup/cpu/portcullis-bench-$$
+      mkdir -p "$CGROUP_DIR"
+      echo "$period" >"$CGROUP_DIR/cpu.cfs_period_us"
+      echo "$quota" >"$CGROUP_DIR/cpu.cfs_quota_us"
+    elif [[ -f /sys/fs/cgroup/cgroup.controllers ]] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+      CGROUP_DIR=/sys/fs/cgroup/portcullis-bench-$$
+      echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+      mkdir -p "$CGROUP_DIR"
+      echo "$quota $period" >"$CGROUP_DIR/cpu.max"
+    else
+      die "SERVER_CPU_QUOTA needs a writable cgroup cpu controller (run as root)"
+    fi
+  fi
+  for p in $(server_pids "$SERVER_PID"); do echo "$p" >"$CGROUP_DIR/cgroup.procs"; done
+  log "  capped at $SERVER_CPU_QUOTA % of a core ($CGROUP_DIR)"
 }
 
 stop_server() {
@@ -430,6 +488,8 @@ lt() {
   shift 3
   local pki=$WORK/pki-$variant pids t0 t1 w0 w1 rc=0
   mapfile -t pids < <(server_pids "$SERVER_PID")
+  mapfile -t opids < <(server_pids "$ORIGIN_PID")
+  o0=$(cpu_ticks "${opids[@]}") sc0=$(core_jiffies "$SERVER_CPU") cc0=$(core_jiffies "$CLIENT_CPU")
   t0=$(cpu_ticks "${pids[@]}")
   w0=$(date +%s.%N)
   timeout --kill-after=5 "$RUN_LIMIT" "${PIN[@]}" "$CLIENT_CPU" "$BIN/portcullis-loadtest" "$mode" \
@@ -437,9 +497,8 @@ lt() {
     --no-progress --json --max-errors 1000000 "$@" >"$RAW/$tag.json" 2>"$RAW/$tag.stderr" || rc=$?
   w1=$(date +%s.%N)
   t1=$(cpu_ticks "${pids[@]}")
-  printf '{"ticks": %s, "clk_tck": %s, "wall_secs": %s, "rc": %s}\n' \
-    "$((t1 - t0))" "$(getconf CLK_TCK)" "$(python3 -c "print(round($w1 - $w0, 3))")" \
-    "$rc" >"$RAW/$tag.cpu.json"
+  o1=$(cpu_ticks "${opids[@]}") sc1=$(core_jiffies "$SERVER_CPU") cc1=$(core_jiffies "$CLIENT_CPU")
+  cpu_json "$t0" "$t1" "$w0" "$w1" "$rc" "$sc0" "$sc1" "$cc0" "$cc1" "$o0" "$o1" >"$RAW/$tag.cpu.json"
   if [[ $rc != 0 || ! -s $RAW/$tag.json ]]; then
     log "  $tag: loadtest exited $rc: $(tail -n 3 "$RAW/$tag.stderr" | tr '\n' ' ')"
   else
@@ -449,7 +508,8 @@ s = json.load(open(sys.argv[1])); c = json.load(open(sys.argv[2]))
 cpu = c["ticks"] / c["clk_tck"]
 per = cpu * 1e6 / s["completed"] if s["completed"] else float("nan")
 print(f"  {sys.argv[3]}: {s['ops_per_sec']:.0f} {s['unit']}/s, errors {s['unexpected_errors']}, "
-      f"server CPU {100 * cpu / c['wall_secs']:.0f}% ({per:.1f} us/op), p99 {s['latency']['p99_us']} us")
+      f"server CPU {100 * cpu / c['wall_secs']:.0f}% ({per:.1f} us/op), p99 {s['latency']['p99_us']} us, "
+      f"cores busy: server {c['server_core_busy']}, client {c['client_core_busy']}, origin CPU {c['origin_cpu_secs']} s")
 PY
   fi
 }
@@ -469,6 +529,8 @@ h2() {
     streams=$H2_RATE_STREAMS
   fi
   mapfile -t pids < <(server_pids "$SERVER_PID")
+  mapfile -t opids < <(server_pids "$ORIGIN_PID")
+  o0=$(cpu_ticks "${opids[@]}") sc0=$(core_jiffies "$SERVER_CPU") cc0=$(core_jiffies "$CLIENT_CPU")
   t0=$(cpu_ticks "${pids[@]}")
   w0=$(date +%s.%N)
   H2LOAD_CLIENT_CERT=$pki/certs/client-0.pem H2LOAD_CLIENT_KEY=$pki/certs/client-0.key \
@@ -479,9 +541,8 @@ h2() {
     >"$RAW/$tag.stdout" 2>"$RAW/$tag.stderr" || rc=$?
   w1=$(date +%s.%N)
   t1=$(cpu_ticks "${pids[@]}")
-  printf '{"ticks": %s, "clk_tck": %s, "wall_secs": %s, "rc": %s}\n' \
-    "$((t1 - t0))" "$(getconf CLK_TCK)" "$(python3 -c "print(round($w1 - $w0, 3))")" \
-    "$rc" >"$RAW/$tag.cpu.json"
+  o1=$(cpu_ticks "${opids[@]}") sc1=$(core_jiffies "$SERVER_CPU") cc1=$(core_jiffies "$CLIENT_CPU")
+  cpu_json "$t0" "$t1" "$w0" "$w1" "$rc" "$sc0" "$sc1" "$cc0" "$cc1" "$o0" "$o1" >"$RAW/$tag.cpu.json"
   python3 "$HERE/h2load_summary.py" --stdout "$RAW/$tag.stdout" --log "$RAW/$tag.log" \
     --secs "$BENCH_SECS" --target-rate "$target" --clients "$H2_CONNS" >"$RAW/$tag.json" 2>>"$RAW/$tag.stderr" \
     || log "  $tag: no h2load summary: $(tail -n 3 "$RAW/$tag.stderr" | tr '\n' ' ')"

@@ -180,19 +180,44 @@ fn main() -> ExitCode {
 }
 
 fn init_diagnostics(format: DiagnosticsFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{filter, fmt, Layer, Registry};
+
+    // `RUST_LOG` with only `target=level` directives (the usual case) becomes a static
+    // `Targets` filter: every connection runs inside a span entered at each poll, and
+    // `EnvFilter` takes a lock and a map lookup on every enter and exit to support span-field
+    // directives. Those (`[span{field=value}]=level`) still work, through `EnvFilter`.
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let spec = if spec.trim().is_empty() {
+        "info"
+    } else {
+        spec.as_str()
+    };
+    let (targets, env_filter) = match spec.parse::<filter::Targets>() {
+        Ok(targets) => (Some(targets), None),
+        Err(_) => (
+            None,
+            Some(
+                filter::EnvFilter::try_new(spec).unwrap_or_else(|_| filter::EnvFilter::new("info")),
+            ),
+        ),
+    };
     // A diagnostic that cannot be written (standard error on a full disk or a closed pipe) is
     // dropped: tracing's own report of that failure would go to the same standard error
     // through `eprintln!`, which panics when it fails, taking a worker down with it.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = fmt::layer()
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
-    match format {
-        DiagnosticsFormat::Json => builder.json().with_current_span(true).init(),
-        DiagnosticsFormat::Human => builder.init(),
-    }
+    let layer = match format {
+        DiagnosticsFormat::Json => layer.json().with_current_span(true).boxed(),
+        DiagnosticsFormat::Human => layer.boxed(),
+    };
+    Registry::default()
+        .with(targets)
+        .with(env_filter)
+        .with(layer)
+        .init();
 }
 
 fn check(config: PathBuf) -> anyhow::Result<()> {

@@ -1088,3 +1088,28 @@ pub fn admin_call(
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// The metrics of `server` (which has an admin API), parsed with a Prometheus text-format
+/// parser.
+pub fn scrape(server: &Portcullis) -> prometheus_parse::Scrape {
+    let admin = server.admin.expect("admin address");
+    let (status, body) = admin_call(admin, "GET", "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parse metrics")
+}
+
+/// Sum of a metric's samples whose labels include every `(name, value)` of `labels`.
+pub fn sample_sum(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}

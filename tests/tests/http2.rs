@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use portcullis_e2e::scripted_origin::ScriptedOrigin;
 use portcullis_e2e::{
-    config_text, origin, portcullis_cli, serial_hex, Curl, DemoOrigin, Issued, Portcullis,
-    SiteConfig, TestPki,
+    config_text, origin, portcullis_cli, sample_sum, scrape, serial_hex, Curl, DemoOrigin, Issued,
+    Portcullis, SiteConfig, TestPki,
 };
 
 /// HTTP/2 error codes (RFC 9113 section 7).
@@ -126,6 +126,15 @@ impl H2Site {
             stdout: BufReader::new(child.stdout.take().expect("stdout")),
             child,
         }
+    }
+
+    /// `portcullis_http2_refusals_total` for `reason`, from the admin API.
+    fn refusals(&self, reason: &str) -> f64 {
+        sample_sum(
+            &scrape(&self.server),
+            "portcullis_http2_refusals_total",
+            &[("reason", reason)],
+        )
     }
 
     /// A normal HTTP/2 request still succeeds (the worker kept serving).
@@ -391,6 +400,9 @@ fn more_than_128_concurrent_streams_are_refused() {
         "{}",
         s.server.log()
     );
+    // Logged once per connection, but every refusal is counted.
+    assert_eq!(s.refusals("refused_stream"), 2.0);
+    assert_eq!(s.refusals("header_list_too_large"), 0.0);
     s.still_serves();
 }
 
@@ -405,10 +417,13 @@ fn an_oversized_header_list_gets_431_and_an_hpack_bomb_ends_the_connection() {
         "{}",
         s.server.log()
     );
+    assert_eq!(s.refusals("header_list_too_large"), 1.0);
+    assert_eq!(s.refusals("protocol_error"), 0.0);
     let v = s.hostile("hpack_bomb");
     assert_eq!(code(&v["goaway"]), Some(ENHANCE_YOUR_CALM), "{v}");
     assert_eq!(v["closed"], true, "{v}");
     assert!(s.log_shows("HTTP/2 protocol error from the viewer"));
+    assert_eq!(s.refusals("protocol_error"), 1.0);
     s.still_serves();
 }
 
@@ -423,6 +438,11 @@ fn rapid_reset_is_cut_off() {
         "{}",
         s.server.log()
     );
+    // Whichever cut it first (the guard or h2's own reset limit), it was counted once.
+    assert_eq!(
+        s.refusals("rapid_reset") + s.refusals("protocol_error"),
+        1.0
+    );
     s.still_serves();
 }
 
@@ -433,6 +453,7 @@ fn a_continuation_flood_is_cut_off() {
     assert_eq!(code(&v["goaway"]), Some(ENHANCE_YOUR_CALM), "{v}");
     assert_eq!(v["closed"], true, "{v}");
     assert!(s.log_shows("HTTP/2 protocol error from the viewer"));
+    assert_eq!(s.refusals("protocol_error"), 1.0);
     s.still_serves();
 }
 
@@ -453,6 +474,7 @@ fn settings_and_ping_floods_are_cut_off() {
         assert!(s.log_shows(kind), "{}", s.server.log());
         s.still_serves();
     }
+    assert_eq!(s.refusals("control_flood"), 2.0);
 }
 
 #[test]
@@ -470,6 +492,7 @@ fn a_window_that_never_opens_resets_only_its_stream() {
     assert_eq!(code(&v["resets"]["1"]), Some(CANCEL), "{v}");
     assert_eq!(v["goaway"], serde_json::Value::Null, "{v}");
     assert!(s.log_shows("HTTP/2 stream window did not open"));
+    assert_eq!(s.refusals("stream_timeout"), 1.0);
     s.still_serves();
 }
 
@@ -481,6 +504,7 @@ fn a_stalled_request_body_gets_408_after_the_stream_idle_timeout() {
     let after = v["after_s"].as_f64().expect("time");
     assert!((0.9..5.0).contains(&after), "{v}");
     assert!(s.log_shows("HTTP/2 request body stalled"));
+    assert_eq!(s.refusals("stream_timeout"), 1.0);
     s.still_serves();
 }
 

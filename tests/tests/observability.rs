@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    config_text, current_crl, openssl, origin, CertKind, CertSpec, Curl, DemoOrigin, Issued,
-    Portcullis, SiteConfig, TestPki,
+    config_text, current_crl, openssl, origin, sample_sum, scrape, CertKind, CertSpec, Curl,
+    DemoOrigin, Issued, Portcullis, SiteConfig, TestPki,
 };
 use serde_json::Value;
 
@@ -67,29 +67,6 @@ fn x509_field(cert: &Path, args: &[&str]) -> String {
 fn admin_get(server: &Portcullis, path: &str) -> (u16, String) {
     let admin = server.admin.expect("admin address");
     portcullis_e2e::admin_call(admin, "GET", path, None)
-}
-
-/// The metrics, parsed with a Prometheus text-format parser.
-fn scrape(server: &Portcullis) -> prometheus_parse::Scrape {
-    let (status, body) = admin_get(server, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parse metrics")
-}
-
-/// Sum of a metric's samples whose labels include every `(name, value)` of `labels`.
-fn sample_sum(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
 }
 
 /// A running server with the admin API and the given `[logs]` sections (in `dir`).

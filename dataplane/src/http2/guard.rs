@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::telemetry::metrics::{Http2Refusal, Http2Refusals};
+
 /// The client connection preface (RFC 9113 section 3.4), which precedes the first frame.
 const PREFACE_LEN: usize = 24;
 const FRAME_HEADER_LEN: usize = 9;
@@ -57,6 +59,16 @@ pub enum Abuse {
         /// HEADERS frames received.
         opened: u64,
     },
+}
+
+impl Abuse {
+    /// The metric reason.
+    pub fn refusal(self) -> Http2Refusal {
+        match self {
+            Abuse::ControlFlood(_) => Http2Refusal::ControlFlood,
+            Abuse::RapidReset { .. } => Http2Refusal::RapidReset,
+        }
+    }
 }
 
 impl std::fmt::Display for Abuse {
@@ -147,11 +159,14 @@ pub struct FrameGuard {
     refused: Cell<u64>,
     too_large: Cell<u64>,
     tripped: Cell<Option<Abuse>>,
+    /// Where refusals are counted for the metrics (none in unit tests).
+    metrics: Option<Http2Refusals>,
 }
 
 impl FrameGuard {
-    /// A guard for a connection whose preface has not been read yet.
-    pub fn new(limits: GuardLimits) -> Self {
+    /// A guard for a connection whose preface has not been read yet, counting the codec's
+    /// refusals in `metrics`.
+    pub fn new(limits: GuardLimits, metrics: Option<Http2Refusals>) -> Self {
         Self {
             limits,
             scan: RefCell::new(Scan {
@@ -163,6 +178,7 @@ impl FrameGuard {
             refused: Cell::new(0),
             too_large: Cell::new(0),
             tripped: Cell::new(None),
+            metrics,
         }
     }
 
@@ -243,7 +259,14 @@ impl FrameGuard {
         }
     }
 
+    fn count(&self, reason: Http2Refusal) {
+        if let Some(metrics) = &self.metrics {
+            metrics.count(reason);
+        }
+    }
+
     fn stream_refused(&self) {
+        self.count(Http2Refusal::RefusedStream);
         let refused = self.refused.get() + 1;
         self.refused.set(refused);
         if refused == 1 {
@@ -255,6 +278,7 @@ impl FrameGuard {
     }
 
     fn header_list_refused(&self) {
+        self.count(Http2Refusal::HeaderListTooLarge);
         let count = self.too_large.get() + 1;
         self.too_large.set(count);
         if count == 1 {
@@ -417,10 +441,13 @@ mod tests {
     }
 
     fn guard(control: u32, resets: u32) -> FrameGuard {
-        let g = FrameGuard::new(GuardLimits {
-            control_per_second: control,
-            early_resets: resets,
-        });
+        let g = FrameGuard::new(
+            GuardLimits {
+                control_per_second: control,
+                early_resets: resets,
+            },
+            None,
+        );
         g.scan(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
         g
     }

@@ -30,6 +30,7 @@ use monoio::net::TcpStream;
 use portcullis_config::Http2Settings;
 
 use crate::exchange::{Exchange, BODY_BUFFER};
+use crate::telemetry::metrics::Http2Refusal;
 use crate::tls::{ByteCounts, OpenIdentity, SharedTlsPollStream, TlsStream};
 use guard::{Abuse, FrameGuard, GuardLimits, GuardedIo};
 
@@ -67,10 +68,13 @@ pub async fn serve(
     };
     let counts = stream.counts();
     let shared = SharedTlsPollStream::new(stream);
-    let guard = Rc::new(FrameGuard::new(GuardLimits {
-        control_per_second: settings.max_control_frames_per_second,
-        early_resets: settings.max_early_resets,
-    }));
+    let guard = Rc::new(FrameGuard::new(
+        GuardLimits {
+            control_per_second: settings.max_control_frames_per_second,
+            early_resets: settings.max_early_resets,
+        },
+        Some(x.observer.http2_refusals()),
+    ));
     let io = GuardedIo::new(shared.clone(), Rc::clone(&guard));
     let mut builder = h2::server::Builder::new();
     builder
@@ -142,11 +146,14 @@ async fn run(mut conn: Connection, x: &Exchange<'_>, settings: &Http2Settings, g
             }
             Event::Closed(None) => return,
             Event::Closed(Some(e)) => {
-                log_connection_error(&e);
+                if log_connection_error(&e) {
+                    x.observer.http2_refusal(Http2Refusal::ProtocolError);
+                }
                 return;
             }
             Event::Abuse(abuse) => {
                 tracing::warn!(%abuse, "HTTP/2 abuse; GOAWAY ENHANCE_YOUR_CALM and close");
+                x.observer.http2_refusal(abuse.refusal());
                 drop(streams);
                 cut(&mut conn, Reason::ENHANCE_YOUR_CALM).await;
                 return;
@@ -195,16 +202,24 @@ async fn cut(conn: &mut Connection, reason: Reason) {
 
 /// Logs how `h2` ended a connection: protocol errors and abuse it detected itself (HPACK bombs,
 /// CONTINUATION floods, too many resets) at info with their reason, transport errors at debug.
-fn log_connection_error(e: &h2::Error) {
+/// Returns whether it was the viewer's protocol error (a GOAWAY the codec sent).
+fn log_connection_error(e: &h2::Error) -> bool {
     match e.reason() {
-        Some(reason) if e.is_go_away() && e.is_library() => tracing::info!(
-            %reason,
-            error = %e,
-            "HTTP/2 protocol error from the viewer; GOAWAY sent and connection closed"
-        ),
-        Some(reason) if e.is_go_away() && e.is_remote() => {
-            tracing::debug!(%reason, "viewer closed the HTTP/2 connection with GOAWAY")
+        Some(reason) if e.is_go_away() && e.is_library() => {
+            tracing::info!(
+                %reason,
+                error = %e,
+                "HTTP/2 protocol error from the viewer; GOAWAY sent and connection closed"
+            );
+            true
         }
-        _ => tracing::debug!(error = %e, "HTTP/2 connection ended"),
+        Some(reason) if e.is_go_away() && e.is_remote() => {
+            tracing::debug!(%reason, "viewer closed the HTTP/2 connection with GOAWAY");
+            false
+        }
+        _ => {
+            tracing::debug!(error = %e, "HTTP/2 connection ended");
+            false
+        }
     }
 }

@@ -20,6 +20,7 @@ use h2::{Reason, RecvStream, SendStream};
 use crate::exchange::{self, BodyMode, Exchange, ExchangeBuffers, Piece, Viewer};
 use crate::http::{self, h2_fields, BodyFraming, ResponseHead, Status, CHUNK_OVERHEAD, LAST_CHUNK};
 use crate::telemetry::access::{HeadView, RequestOutcome};
+use crate::telemetry::metrics::Http2Refusal;
 
 /// Serves one stream: `request` as the codec decoded it, `respond` to answer.
 pub(super) async fn serve(
@@ -56,6 +57,7 @@ pub(super) async fn serve(
         body_done: false,
         pending: Bytes::new(),
         stream_idle,
+        timed_out: false,
         bytes_in: 0,
         bytes_out: 0,
     };
@@ -77,6 +79,9 @@ pub(super) async fn serve(
             RequestOutcome::status(Status::CLIENT_CLOSED_REQUEST.code())
         }
     };
+    if viewer.timed_out {
+        x.observer.http2_refusal(Http2Refusal::StreamTimeout);
+    }
     x.observer
         .end(start, outcome, (viewer.bytes_in, viewer.bytes_out));
 }
@@ -167,6 +172,8 @@ struct Http2Viewer {
     /// Request body bytes received but not yet handed to the exchange.
     pending: Bytes,
     stream_idle: Duration,
+    /// The stream stalled for `stream_idle` (request body or response window).
+    timed_out: bool,
     bytes_in: u64,
     bytes_out: u64,
 }
@@ -199,6 +206,7 @@ impl Http2Viewer {
                 Ok(Some(Err(e))) => return Err(h2_to_io(e)),
                 Ok(None) => return Err(io::ErrorKind::ConnectionReset.into()),
                 Err(_) => {
+                    self.timed_out = true;
                     tracing::info!(
                         stream_idle_ms = self.stream_idle.as_millis() as u64,
                         "HTTP/2 stream window did not open within stream_idle_timeout; resetting the stream (CANCEL)"
@@ -229,6 +237,7 @@ impl Viewer for Http2Viewer {
             let next = monoio::time::timeout(self.stream_idle, self.recv.data()).await;
             match next {
                 Err(_) => {
+                    self.timed_out = true;
                     tracing::info!(
                         stream_idle_ms = self.stream_idle.as_millis() as u64,
                         "HTTP/2 request body stalled for stream_idle_timeout; answering 408"

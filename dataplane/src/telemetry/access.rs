@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::metrics::LogKind;
+use super::metrics::{Http2Refusal, Http2Refusals, LogKind};
 use super::record::{AccessRecord, LogRecord, RequestLine};
 use super::{ConnLog, WorkerTelemetry};
 use crate::tls::SiteTls;
@@ -147,6 +147,16 @@ impl<'a> RequestObserver<'a> {
     /// Requests seen so far.
     pub fn requests(&self) -> u32 {
         self.conn.requests.get()
+    }
+
+    /// The worker's HTTP/2 refusal counters, for a connection to keep.
+    pub fn http2_refusals(&self) -> Http2Refusals {
+        Http2Refusals::new(Arc::clone(&self.telemetry.metrics), self.telemetry.worker)
+    }
+
+    /// Counts one HTTP/2 refusal of this connection.
+    pub fn http2_refusal(&self, reason: Http2Refusal) {
+        self.http2_refusals().count(reason);
     }
 
     /// Adds the connection-id header (if configured) to a rendered origin request head,

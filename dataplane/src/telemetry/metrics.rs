@@ -188,6 +188,71 @@ pub struct WorkerBlock {
     pub dropped: [LocalCounter; 2],
     /// Connections closed at accept, by [`Refused`] reason.
     pub refused: [LocalCounter; 2],
+    /// HTTP/2 streams refused and connections ended for abuse, by [`Http2Refusal`] reason.
+    pub http2_refusals: [LocalCounter; Http2Refusal::ALL.len()],
+}
+
+/// Why the HTTP/2 layer refused a stream or ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http2Refusal {
+    /// A stream over `max_concurrent_streams`, reset with REFUSED_STREAM by the codec.
+    RefusedStream = 0,
+    /// A header list over `max_header_list_size`, answered 431 by the codec.
+    HeaderListTooLarge = 1,
+    /// A PING, SETTINGS, PRIORITY, RST_STREAM or empty-DATA flood (GOAWAY ENHANCE_YOUR_CALM).
+    ControlFlood = 2,
+    /// Streams reset as fast as they were opened (CVE-2023-44487; GOAWAY ENHANCE_YOUR_CALM).
+    RapidReset = 3,
+    /// A connection the codec ended with GOAWAY for the viewer's protocol error (HPACK bomb,
+    /// CONTINUATION flood, malformed frames).
+    ProtocolError = 4,
+    /// A stream whose request body or response window stalled for `stream_idle_timeout`
+    /// (408 or RST_STREAM CANCEL).
+    StreamTimeout = 5,
+}
+
+impl Http2Refusal {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 6] = [
+        Self::RefusedStream,
+        Self::HeaderListTooLarge,
+        Self::ControlFlood,
+        Self::RapidReset,
+        Self::ProtocolError,
+        Self::StreamTimeout,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RefusedStream => "refused_stream",
+            Self::HeaderListTooLarge => "header_list_too_large",
+            Self::ControlFlood => "control_flood",
+            Self::RapidReset => "rapid_reset",
+            Self::ProtocolError => "protocol_error",
+            Self::StreamTimeout => "stream_timeout",
+        }
+    }
+}
+
+/// One worker's HTTP/2 refusal counters, as its connections hold them (written by that
+/// worker's thread only).
+#[derive(Debug, Clone)]
+pub struct Http2Refusals {
+    metrics: Arc<Metrics>,
+    worker: usize,
+}
+
+impl Http2Refusals {
+    /// The counters of `worker`.
+    pub fn new(metrics: Arc<Metrics>, worker: usize) -> Self {
+        Self { metrics, worker }
+    }
+
+    /// Counts one refusal.
+    pub fn count(&self, reason: Http2Refusal) {
+        self.metrics.worker(self.worker).http2_refusals[reason as usize].add(1);
+    }
 }
 
 /// Why a connection was closed as soon as it was accepted.
@@ -545,6 +610,19 @@ impl Collector for Scrape {
                     let refused = m.workers.iter().map(|w| w.refused[r as usize].get()).sum();
                     (vec![("reason", r.label().to_owned())], refused)
                 }),
+        )?;
+        counters(
+            &mut encoder,
+            "portcullis_http2_refusals",
+            "HTTP/2 streams refused and connections ended for abuse, by reason",
+            Http2Refusal::ALL.iter().map(|&r| {
+                let n = m
+                    .workers
+                    .iter()
+                    .map(|w| w.http2_refusals[r as usize].get())
+                    .sum();
+                (vec![("reason", r.label().to_owned())], n)
+            }),
         )?;
         counters(
             &mut encoder,
