@@ -267,9 +267,19 @@ def main_table(variant, v, full):
     return "\n".join(lines)
 
 
+def cores_busy(cpu):
+    """How busy the server's and the client's cores were during a run (and the origin's CPU
+    time): which side bounded a saturation run. Empty for runs recorded before these fields."""
+    if not cpu or cpu.get("server_core_busy") is None:
+        return ""
+    return (f"{100 * cpu['server_core_busy']:.0f} % / {100 * cpu['client_core_busy']:.0f} % "
+            f"({cpu.get('origin_cpu_secs', 0):.1f})")
+
+
 def detail_table(v):
     cols = ["server", "run", "ops/s", "errors", "server CPU util", "server CPU µs/op",
-            "ops/s at 100 % of a core (1e6 / µs)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)",
+            "ops/s at 100 % of a core (1e6 / µs)",
+            "cores busy: server / client (origin CPU s)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)",
             "rate: service-time p99 (ms)", "rate: max send lag (ms)",
             "rate: generator schedule lag p99 / max (ms)", "rate: valid"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -289,6 +299,7 @@ def detail_table(v):
                 (f"{r.util:.0f} %" if r.util is not None else "–"),
                 fmt_num(r.us_per_op, 1),
                 fmt_num(1e6 / r.us_per_op if r.us_per_op else None),
+                cores_busy(r.cpu),
                 fmt_num(ms(r.p("p50_us")), 2),
                 fmt_num(ms(r.p("p99_us")), 2),
                 fmt_num(ms(r.p("p999_us")), 2),
@@ -422,7 +433,11 @@ def main():
         f"(`portcullis-loadtest`, `h2load`) on CPU {facts.get('client_cpu', 1)}, the shared nginx origin on "
         f"CPU {facts.get('origin_cpu', facts.get('client_cpu', 1))}. "
         "Same certificates, trust store (required client certificate, verify depth 4), TLS 1.3 only, "
-        "keep-alive upstream connections. Ratios in parentheses are vs nginx.",
+        "keep-alive upstream connections. Ratios in parentheses are vs nginx."
+        + (f" **Every server was capped at {facts['server_cpu_quota_pct']} % of one core** (cgroup CPU "
+           f"quota, {facts.get('cpu_quota_period_us', 100000) // 1000} ms period): requests/s at saturation "
+           "compare the servers' own CPU cost, not the origin's share of the server core."
+           if facts.get("server_cpu_quota_pct") else ""),
         "",
         "## Machine",
         "",

@@ -452,7 +452,7 @@ start_server() { # start_server NAME VARIANT
 CGROUP_DIR=
 cap_server() {
   [[ -n $SERVER_CPU_QUOTA ]] || return 0
-  local period=${CPU_QUOTA_PERIOD_US:-10000} p quota
+  local period=${CPU_QUOTA_PERIOD_US:-100000} p quota
   quota=$((SERVER_CPU_QUOTA * period / 100))
   if [[ -z $CGROUP_DIR ]]; then
     if [[ -d /sys/fs/cgroup/cpu && -w /sys/fs/cgroup/cpu ]]; then
@@ -614,6 +614,7 @@ json.dump({
     "bench_secs": $BENCH_SECS, "idle_conns": $IDLE_CONNS, "client_certs": $CLIENT_CERTS,
     "hs_threads": $HS_THREADS, "fn_kvs_keys": $FN_KVS_KEYS, "ka_conns": $KA_CONNS, "h2_conns": $H2_CONNS, "h2_streams": $H2_STREAMS, "rate_repeats": $RATE_REPEATS, "tests": "$TESTS".strip(),
     "server_cpu": $SERVER_CPU, "client_cpu": $CLIENT_CPU, "origin_cpu": $ORIGIN_CPU, "nice": $BENCH_NICE, "h2_rate_streams": $H2_RATE_STREAMS,
+    "server_cpu_quota_pct": ${SERVER_CPU_QUOTA:-None}, "cpu_quota_period_us": ${CPU_QUOTA_PERIOD_US:-100000},
     "loadavg_start": open("/proc/loadavg").read().strip(),
 }, open(sys.argv[1], "w"), indent=1)
 PY
