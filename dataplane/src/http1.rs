@@ -22,7 +22,7 @@ use crate::exchange::{self, BodyMode, Exchange, ExchangeBuffers, Piece, Viewer};
 use crate::http::{self, BodyFraming, BodyState, RequestHead, ResponseHead, Status};
 use crate::telemetry::access::{HeadView, RequestOutcome};
 use crate::tls::stream::Readiness;
-use crate::tls::TlsStream;
+use crate::tls::{OpenIdentity, TlsStream};
 
 /// Interim response sent when a client waits for permission to send its body.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -198,6 +198,10 @@ enum HeadOutcome {
     Refuse(Status),
 }
 
+/// How long a connection that just answered a request waits for the next one with a read
+/// posted (and a small buffer held) before it waits with a readiness poll and no buffer.
+const READ_AHEAD_WINDOW: Duration = Duration::from_millis(200);
+
 /// How long an idle keep-alive connection stays open once the worker drains, for a request
 /// the client may already have sent.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
@@ -216,6 +220,9 @@ where
     let mut deadline: Option<Instant> = None;
     let mut idle_deadline: Option<Instant> = None;
     let mut drain_deadline: Option<Instant> = None;
+    // After a response (not before the first request, whose wait also carries the session
+    // tickets out), the next request is first awaited with a read posted.
+    let mut read_ahead = !first;
     if first {
         // The first request has `header_read` from the end of the handshake for all of it:
         // waiting for its first byte and reading the rest share one deadline.
@@ -252,7 +259,31 @@ where
             let at = *deadline.get_or_insert_with(|| Instant::now() + timeouts.header_read);
             at.saturating_duration_since(Instant::now())
         };
-        if idle {
+        if idle && read_ahead && !draining {
+            // A keep-alive client usually sends its next request at once: wait for it with
+            // a read posted (holding its buffers for at most READ_AHEAD_WINDOW), then, if
+            // nothing came, as below without any buffer.
+            read_ahead = false;
+            let news = x.revocations.changed_since(x.revocations.generation());
+            let interrupt = async {
+                monoio::select! {
+                    _ = x.shutdown.wait() => {},
+                    _ = news, if x.identity.is_some() => {},
+                }
+            };
+            let window = READ_AHEAD_WINDOW.min(wait);
+            // Boxed: the posted read, its timer and the interrupt live on the heap only while
+            // the connection is in this wait, so an idle connection's task stays small.
+            if !Box::pin(tls.read_ahead(window, interrupt)).await? {
+                if x.identity
+                    .is_some_and(OpenIdentity::revoked_since_last_check)
+                {
+                    tracing::info!("client certificate revoked on an idle connection; closing");
+                    return Ok(HeadOutcome::Closed);
+                }
+                continue;
+            }
+        } else if idle {
             // Wait for the next request holding no buffer at all.
             client.release_if_empty();
             let revocation_news = x.revocations.changed_since(x.revocations.generation());

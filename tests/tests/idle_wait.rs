@@ -2,7 +2,9 @@
 //! epoll fallback (`MONOIO_FORCE_LEGACY_DRIVER=1`, what a host without io_uring gets), whose
 //! readiness can be stale after a read. Many connections that made a request and went idle
 //! are all closed when their certificate is revoked, and at once on SIGTERM (not at the drain
-//! time-out).
+//! time-out). Between requests a connection first waits with a read posted (the read-ahead
+//! window) and then with a readiness poll: a request sent in either phase, or while revocation
+//! news cancels the posted read, is answered, never lost.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -132,6 +134,73 @@ fn sigterm_closes_idle_connections_at_once(driver: &str) {
         "{driver}: {closed} of {CONNECTIONS} idle connections closed"
     );
     assert_eq!(server.stop(), Some(0));
+}
+
+/// One connection sends requests with pauses inside and beyond the read-ahead window (200 ms)
+/// while another thread revokes unrelated serials every 15 ms, each of which interrupts the
+/// posted read (cancelled, its answer awaited). Every request must be answered on the same
+/// connection.
+fn requests_survive_read_ahead_cancellations(driver: &str) {
+    let pki = TestPki::new();
+    let origin = origin();
+    let server = start(&pki, origin.addr(), driver);
+    let client = TestPki::client(&pki.intermediate, "steady");
+    let (cert, key) = pki.write_client("steady", &client, &[&pki.intermediate]);
+    let admin = server.admin.expect("admin");
+    let reason = pki.write("reason.txt", "other");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let revocations = std::thread::scope(|scope| {
+        let news = scope.spawn(|| {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 1000 {
+                n += 1;
+                let (status, body) = admin_call(
+                    admin,
+                    "PUT",
+                    &format!("/revocations/viewers/{:08x}", 0x7000_0000 + n),
+                    Some(&reason),
+                );
+                assert!((200..300).contains(&status), "{status} {body}");
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            n
+        });
+        let mut tls = server.tls_client(
+            "localhost",
+            &pki.path("root.pem"),
+            Some((&cert, &key)),
+            None,
+        );
+        let pauses = [0u64, 1, 5, 20, 60, 150, 250, 0, 2, 320];
+        for (i, pause) in pauses.iter().cycle().take(30).enumerate() {
+            std::thread::sleep(Duration::from_millis(*pause));
+            std::io::Write::write_all(&mut tls, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .expect("request");
+            let response = read_response(&mut tls)
+                .unwrap_or_else(|| panic!("{driver}: request {i} after {pause} ms: no response"));
+            assert_eq!(
+                response.status, 200,
+                "{driver}: request {i}: {}",
+                response.head
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        news.join().expect("revoking thread")
+    });
+    assert!(
+        revocations > 20,
+        "{driver}: only {revocations} revocations ran alongside"
+    );
+}
+
+#[test]
+fn requests_survive_read_ahead_cancellations_on_io_uring() {
+    requests_survive_read_ahead_cancellations("uring");
+}
+
+#[test]
+fn requests_survive_read_ahead_cancellations_on_epoll() {
+    requests_survive_read_ahead_cancellations("legacy");
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use boring::ssl::{ErrorCode, NameType, Ssl, SslStream, SslVersion};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller,
+};
 
 use super::context::{SiteTls, TlsSnapshot};
 use super::ext;
@@ -70,8 +72,9 @@ impl Write for CipherBuffers {
     }
 }
 
-/// Transports that can wait for incoming data without handing the kernel a buffer.
-pub trait Readiness {
+/// Transports that can wait for incoming data without handing the kernel a buffer, and
+/// cancel a read in flight without losing what it read.
+pub trait Readiness: CancelableAsyncReadRent {
     /// Resolves when a read would find data (or end of stream) waiting.
     fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
 }
@@ -132,6 +135,9 @@ pub struct TlsStream<T> {
     bytes_out: u64,
     /// A send failed or timed out: the connection can only be closed.
     send_failed: bool,
+    /// Cancels a [`Self::read_ahead`] read (kept: one allocation per connection, not per
+    /// request).
+    canceller: Canceller,
 }
 
 impl<T> std::fmt::Debug for TlsStream<T> {
@@ -157,6 +163,7 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
             bytes_in: 0,
             bytes_out: 0,
             send_failed: false,
+            canceller: Canceller::new(),
         })
     }
 
@@ -510,8 +517,9 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         result
     }
 
-    /// Reads more ciphertext from the transport. Returns false at end of stream.
-    async fn fill(&mut self) -> io::Result<bool> {
+    /// Takes the ciphertext buffer out for a read, unread bytes moved to the front and room
+    /// made after them.
+    fn incoming_for_read(&mut self) -> Vec<u8> {
         let io = self.ssl.get_mut();
         let mut incoming = std::mem::take(&mut io.incoming);
         incoming.drain(..io.consumed);
@@ -531,10 +539,17 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
         if incoming.capacity() - incoming.len() < want / 2 {
             incoming.reserve(want);
         }
-        let start = incoming.len();
-        let end = incoming.capacity();
-        let (result, slice) = self.transport.read(incoming.slice_mut(start..end)).await;
-        let incoming = slice.into_inner();
+        incoming
+    }
+
+    /// Puts the buffer back after a read of `result` into `start..end`. Returns false at end
+    /// of stream.
+    fn incoming_read(
+        &mut self,
+        incoming: Vec<u8>,
+        result: io::Result<usize>,
+        room: usize,
+    ) -> io::Result<bool> {
         let io = self.ssl.get_mut();
         io.incoming = incoming;
         match result {
@@ -543,11 +558,74 @@ impl<T: AsyncReadRent + AsyncWriteRent> TlsStream<T> {
                 Ok(false)
             }
             Ok(n) => {
-                io.bulk = n == end - start;
+                io.bulk = n == room;
                 Ok(true)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Reads more ciphertext from the transport. Returns false at end of stream.
+    async fn fill(&mut self) -> io::Result<bool> {
+        let incoming = self.incoming_for_read();
+        let (start, end) = (incoming.len(), incoming.capacity());
+        let (result, slice) = self.transport.read(incoming.slice_mut(start..end)).await;
+        self.incoming_read(slice.into_inner(), result, end - start)
+    }
+
+    /// Waits for the next request on a connection that just answered one, with a read
+    /// already posted instead of a readiness poll first: keep-alive clients usually send the
+    /// next request at once, and this saves a ring round trip per request. Gives up after
+    /// `window`, or as soon as `interrupt` resolves (shutdown, revocation news): the read is
+    /// then cancelled and its answer awaited, so bytes that arrived meanwhile are kept, never
+    /// lost. Returns true when bytes (or the end of the stream) are buffered for the next
+    /// read; false when nothing came, and then the connection holds no buffer again.
+    pub async fn read_ahead(
+        &mut self,
+        window: Duration,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> io::Result<bool>
+    where
+        T: Readiness,
+    {
+        if self.has_buffered_input() {
+            return Ok(true);
+        }
+        self.send_pending().await?;
+        let incoming = self.incoming_for_read();
+        let (start, end) = (incoming.len(), incoming.capacity());
+        let (result, slice) = {
+            let canceller = &mut self.canceller;
+            let read = self
+                .transport
+                .cancelable_read(incoming.slice_mut(start..end), canceller.handle());
+            let mut read = std::pin::pin!(read);
+            let gave_up = async {
+                monoio::select! {
+                    _ = monoio::time::sleep(window) => {},
+                    _ = interrupt => {},
+                }
+            };
+            monoio::select! {
+                done = &mut read => done,
+                _ = gave_up => {
+                    // A used canceller stays cancelled: the connection gets a fresh one.
+                    let _ = std::mem::take(canceller).cancel();
+                    read.await
+                }
+            }
+        };
+        let cancelled = matches!(
+            &result,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECANCELED | libc::EINTR))
+        );
+        if cancelled {
+            self.ssl.get_mut().incoming = slice.into_inner();
+            self.release_buffers();
+            return Ok(false);
+        }
+        self.incoming_read(slice.into_inner(), result, end - start)?;
+        Ok(true)
     }
 }
 
@@ -565,6 +643,7 @@ impl TlsStream<monoio::net::TcpStream> {
             bytes_in,
             bytes_out,
             send_failed,
+            canceller: _,
         } = self;
         match transport.try_into_poll_io() {
             Ok(io) => Ok(super::poll_stream::TlsPollStream::new(
@@ -584,6 +663,7 @@ impl TlsStream<monoio::net::TcpStream> {
                     bytes_in,
                     bytes_out,
                     send_failed,
+                    canceller: Canceller::new(),
                 },
             ))),
         }
