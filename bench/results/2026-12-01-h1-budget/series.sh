@@ -7,7 +7,7 @@
 #   (cd bench/compare/crypto-bound && cargo build --release)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
-OUT=bench/results/2026-12-01-h1-budget
+OUT=${OUT:-bench/results/2026-12-01-h1-budget}
 run() { # NAME ENV...: one run.sh series into $OUT/NAME, with its load average
   local name=$1
   shift
