@@ -15,8 +15,8 @@ fuzz_target!(|data: &[u8]| {
         control_per_second: u32::MAX,
         early_resets: u32::from(control % 16),
     };
-    let whole = FrameGuard::new(limits);
-    let pieces = FrameGuard::new(limits);
+    let whole = FrameGuard::new(limits, None);
+    let pieces = FrameGuard::new(limits, None);
     whole.scan(rest);
     // Cut the same bytes into reads of 1..=13 bytes, sized by the bytes themselves.
     let mut left = rest;
