@@ -128,6 +128,19 @@ impl H2Site {
         }
     }
 
+    /// Runs `scenario` and checks that the connection was cut off: GOAWAY
+    /// ENHANCE_YOUR_CALM, then closed.
+    fn expect_cut_off(&self, scenario: &str) -> serde_json::Value {
+        let v = self.hostile(scenario);
+        assert_eq!(
+            code(&v["goaway"]),
+            Some(ENHANCE_YOUR_CALM),
+            "{scenario}: {v}"
+        );
+        assert_eq!(v["closed"], true, "{scenario}: {v}");
+        v
+    }
+
     /// `portcullis_http2_refusals_total` for `reason`, from the admin API.
     fn refusals(&self, reason: &str) -> f64 {
         sample_sum(
@@ -419,9 +432,7 @@ fn an_oversized_header_list_gets_431_and_an_hpack_bomb_ends_the_connection() {
     );
     assert_eq!(s.refusals("header_list_too_large"), 1.0);
     assert_eq!(s.refusals("protocol_error"), 0.0);
-    let v = s.hostile("hpack_bomb");
-    assert_eq!(code(&v["goaway"]), Some(ENHANCE_YOUR_CALM), "{v}");
-    assert_eq!(v["closed"], true, "{v}");
+    s.expect_cut_off("hpack_bomb");
     assert!(s.log_shows("HTTP/2 protocol error from the viewer"));
     assert_eq!(s.refusals("protocol_error"), 1.0);
     s.still_serves();
@@ -430,9 +441,7 @@ fn an_oversized_header_list_gets_431_and_an_hpack_bomb_ends_the_connection() {
 #[test]
 fn rapid_reset_is_cut_off() {
     let s = H2Site::start("");
-    let v = s.hostile("rapid_reset");
-    assert_eq!(code(&v["goaway"]), Some(ENHANCE_YOUR_CALM), "{v}");
-    assert_eq!(v["closed"], true, "{v}");
+    s.expect_cut_off("rapid_reset");
     assert!(
         s.log_shows("HTTP/2 protocol error from the viewer") || s.log_shows("rapid reset"),
         "{}",
@@ -449,9 +458,7 @@ fn rapid_reset_is_cut_off() {
 #[test]
 fn a_continuation_flood_is_cut_off() {
     let s = H2Site::start("");
-    let v = s.hostile("continuation");
-    assert_eq!(code(&v["goaway"]), Some(ENHANCE_YOUR_CALM), "{v}");
-    assert_eq!(v["closed"], true, "{v}");
+    s.expect_cut_off("continuation");
     assert!(s.log_shows("HTTP/2 protocol error from the viewer"));
     assert_eq!(s.refusals("protocol_error"), 1.0);
     s.still_serves();
@@ -464,13 +471,7 @@ fn settings_and_ping_floods_are_cut_off() {
         ("settings_flood", "SETTINGS flood"),
         ("ping_flood", "PING flood"),
     ] {
-        let v = s.hostile(scenario);
-        assert_eq!(
-            code(&v["goaway"]),
-            Some(ENHANCE_YOUR_CALM),
-            "{scenario}: {v}"
-        );
-        assert_eq!(v["closed"], true, "{scenario}: {v}");
+        s.expect_cut_off(scenario);
         assert!(s.log_shows(kind), "{}", s.server.log());
         s.still_serves();
     }
