@@ -7,19 +7,24 @@ use std::time::{Duration, Instant};
 
 use portcullis_e2e::{config_text, origin, portcullis_bin, portcullis_cli, SiteConfig, TestPki};
 
-#[test]
-fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
-    let pki = TestPki::new();
-    let origin = origin();
-    let good = config_text(
-        &pki,
+/// The configuration of one `required` site in front of `origin`, nothing else set.
+fn one_required_site(pki: &TestPki, origin: std::net::SocketAddr) -> String {
+    config_text(
+        pki,
         &[SiteConfig::new(
-            origin.addr(),
+            origin,
             "required",
             Some(pki.path("bundle.pem")),
         )],
         "",
-    );
+    )
+}
+
+#[test]
+fn check_accepts_a_good_config_and_names_the_key_of_a_broken_one() {
+    let pki = TestPki::new();
+    let origin = origin();
+    let good = one_required_site(&pki, origin.addr());
     let good_path = pki.write("good.toml", &good);
     let out = portcullis_cli(&["check", "--config", good_path.to_str().expect("path")]);
     assert!(
@@ -209,15 +214,7 @@ fn check_warns_about_a_private_key_its_group_or_others_can_read() {
     use std::os::unix::fs::PermissionsExt as _;
     let pki = TestPki::new();
     let origin = origin();
-    let config = config_text(
-        &pki,
-        &[SiteConfig::new(
-            origin.addr(),
-            "required",
-            Some(pki.path("bundle.pem")),
-        )],
-        "",
-    );
+    let config = one_required_site(&pki, origin.addr());
     let path = pki.write("portcullis.toml", &config);
     let key = pki.path("server.key");
     let check = |mode: u32| {
