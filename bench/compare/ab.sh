@@ -5,9 +5,17 @@
 #
 #   bench/compare/ab.sh NAME=/path/to/portcullis NAME2=/path/to/other-portcullis ...
 #
+# Every run also gives, per request: the TCP segments the machine sent (`nstat`; 4 means no
+# segment beyond the request and the response on each leg, i.e. no pure ACKs), and the
+# server's voluntary and involuntary context switches. With PROFILE=1 the middle of each run
+# is sampled with `perf record -e cpu-clock` and the split of the server's CPU between the
+# kernel and user space is printed (the profiles stay in PROFILE_DIR, default a temporary
+# directory removed at the end; read them with `perf report -i FILE --no-children`).
+#
 # Environment (optional): ROUNDS=5, SECS=5, KA_CONNS=16, SERVER_CPU=0, CLIENT_CPU=1,
-# ORIGIN_CPU (default SERVER_CPU, as in run.sh), BENCH_NICE=-15 (as run.sh), LOADTEST=path to portcullis-loadtest (default: $CARGO_TARGET_DIR/release/portcullis-loadtest).
-# Needs nginx (the origin), openssl and taskset, like run.sh.
+# ORIGIN_CPU (default SERVER_CPU, as in run.sh), BENCH_NICE=-15 (as run.sh), LOADTEST=path to portcullis-loadtest (default: $CARGO_TARGET_DIR/release/portcullis-loadtest),
+# PROFILE=1 and PROFILE_DIR as above.
+# Needs nginx (the origin), openssl, taskset and nstat (iproute2), like run.sh; perf for PROFILE.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,9 +27,12 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
 BENCH_NICE=${BENCH_NICE:--15}
 LOADTEST=${LOADTEST:-${CARGO_TARGET_DIR:-$HOME/.cache/portcullis-target}/release/portcullis-loadtest}
+PROFILE=${PROFILE:-}
+PROFILE_DIR=${PROFILE_DIR:-}
 (($# >= 2)) || { echo "usage: $0 NAME=BINARY NAME=BINARY [...]" >&2; exit 2; }
 
 WORK=$(mktemp -d)
+export NSTAT_HISTORY=$WORK/nstat.history  # our own counter history, not the shared one in /tmp
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -84,38 +95,61 @@ forward_headers = ["serial-number", "subject", "issuer", "present"]
 EOF
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Voluntary and involuntary context switches of every thread of PID: "VOL INVOL".
+ctx_switches() {
+  cat "/proc/$1"/task/*/status | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v, n}'
+}
+[[ -n $PROFILE && -z $PROFILE_DIR ]] && PROFILE_DIR=$WORK/profiles
+[[ -n $PROFILE ]] && mkdir -p "$PROFILE_DIR"
 
-run_one() { # NAME BINARY -> "name reqs_per_s cpu_us_per_req"
-  local name=$1 bin=$2
+run_one() { # NAME BINARY ROUND -> "name reqs_per_s cpu_us_per_req errors segs_per_req vol_per_req invol_per_req kernel_share"
+  local name=$1 bin=$2 round=$3
   nice -n "$BENCH_NICE" taskset -c "$SERVER_CPU" "$bin" run --config "$WORK/portcullis.toml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   local pid=$!
   wait_port "$PORT" || { echo "$name did not start: $(cat "$WORK/$name.err")" >&2; exit 1; }
-  local before
+  local before switches_before after switches_after segs kernel_share=-
   before=$(cpu_ticks "$pid")
+  switches_before=$(ctx_switches "$pid")
+  nstat -n
   nice -n "$BENCH_NICE" taskset -c "$CLIENT_CPU" "$LOADTEST" keepalive --target "127.0.0.1:$PORT" --ca "$WORK/pki/root-ca.pem" \
     --certs "$WORK/pki/certs" -t 2 -c "$KA_CONNS" -r 100000000 -d "$SECS" --json --no-progress \
-    >"$WORK/$name.json" 2>/dev/null
-  local after
+    >"$WORK/$name.json" 2>/dev/null &
+  local load=$!
+  if [[ -n $PROFILE ]]; then
+    # The middle of the run: a second after the start, until a second before the end.
+    local data="$PROFILE_DIR/$name-$round.data"
+    sleep 1
+    perf record -q -e cpu-clock -F 4999 -g -p "$pid" -o "$data" -- sleep $((SECS > 2 ? SECS - 2 : 1)) >/dev/null 2>&1
+    kernel_share=$(perf report -i "$data" --no-children --sort dso -g none 2>/dev/null |
+      awk '/\[kernel\.kallsyms\]/ {sub("%", "", $1); print $1 "%"}')
+  fi
+  wait "$load"
+  segs=$(nstat -s TcpOutSegs | awk '$1 == "TcpOutSegs" {print $2}')
   after=$(cpu_ticks "$pid")
+  switches_after=$(ctx_switches "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 - "$WORK/$name.json" "$before" "$after" "$(getconf CLK_TCK)" "$name" <<'PY'
+  python3 - "$WORK/$name.json" "$before" "$after" "$(getconf CLK_TCK)" "$name" "${segs:-0}" \
+    "$switches_before" "$switches_after" "$kernel_share" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 ticks = int(sys.argv[3]) - int(sys.argv[2])
 hz = int(sys.argv[4])
-ops = r["completed"]
+ops = max(r["completed"], 1)
 rate = r["ops_per_sec"]
 errors = sum(e["count"] for e in r["errors"] if not e["expected"])
-cpu_us = ticks / hz * 1e6 / max(ops, 1)
-print(f"{sys.argv[5]} {rate:.0f} {cpu_us:.1f} {errors}")
+cpu_us = ticks / hz * 1e6 / ops
+segs = int(sys.argv[6]) / ops
+(v0, n0), (v1, n1) = (map(int, a.split()) for a in sys.argv[7:9])
+print(f"{sys.argv[5]} {rate:.0f} {cpu_us:.1f} {errors} {segs:.2f} {(v1 - v0) / ops:.3f} "
+      f"{(n1 - n0) / ops:.3f} {sys.argv[9]}")
 PY
 }
 
 RESULTS=$WORK/results.txt
 for round in $(seq "$ROUNDS"); do
   for pair in "$@"; do
-    line=$(run_one "${pair%%=*}" "${pair#*=}")
-    echo "round $round: $line (name req/s cpu-us/req errors)"
+    line=$(run_one "${pair%%=*}" "${pair#*=}" "$round")
+    echo "round $round: $line (name req/s cpu-us/req errors segments/req voluntary/req involuntary/req kernel-share)"
     echo "$line" >>"$RESULTS"
   done
 done
@@ -123,7 +157,7 @@ python3 - "$RESULTS" <<'PY'
 import statistics, sys
 by = {}
 for line in open(sys.argv[1]):
-    name, rate, cpu, _ = line.split()
+    name, rate, cpu = line.split()[:3]
     by.setdefault(name, []).append((float(rate), float(cpu)))
 for name, runs in by.items():
     rates = sorted(r for r, _ in runs)

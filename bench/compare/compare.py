@@ -130,6 +130,14 @@ class Run:
         return self.cpu_secs * 1e6 / self.done
 
     @property
+    def kernel_share(self):
+        """The kernel's share (system time) of the server's CPU in this run, in percent; None
+        for runs recorded before it was."""
+        if not self.cpu or self.cpu.get("system_ticks") is None or not self.cpu.get("ticks"):
+            return None
+        return 100.0 * self.cpu["system_ticks"] / self.cpu["ticks"]
+
+    @property
     def util(self):
         if self.cpu_secs is None or not self.cpu.get("wall_secs"):
             return None
@@ -277,7 +285,7 @@ def cores_busy(cpu):
 
 
 def detail_table(v):
-    cols = ["server", "run", "ops/s", "errors", "server CPU util", "server CPU µs/op",
+    cols = ["server", "run", "ops/s", "errors", "server CPU util", "server CPU µs/op (kernel share)",
             "ops/s at 100 % of a core (1e6 / µs)",
             "cores busy: server / client (origin CPU s)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)",
             "rate: service-time p99 (ms)", "rate: max send lag (ms)",
@@ -297,7 +305,8 @@ def detail_table(v):
             lines.append("| " + " | ".join([
                 name, test, fmt_num(r.rate), str(err if err is not None else "–"),
                 (f"{r.util:.0f} %" if r.util is not None else "–"),
-                fmt_num(r.us_per_op, 1),
+                fmt_num(r.us_per_op, 1)
+                + (f" ({r.kernel_share:.0f} %)" if r.us_per_op and r.kernel_share is not None else ""),
                 fmt_num(1e6 / r.us_per_op if r.us_per_op else None),
                 cores_busy(r.cpu),
                 fmt_num(ms(r.p("p50_us")), 2),
@@ -506,7 +515,7 @@ def main():
                 "idle": s["idle"],
                 "idle_kib_per_conn": idle_kib(s["idle"]),
                 "runs": {t: {"ops_per_sec": r.rate, "errors": r.errors, "server_cpu_us_per_op": r.us_per_op,
-                             "server_cpu_util_pct": r.util, "latency": r.s.get("latency") if r.s else None}
+                             "server_cpu_util_pct": r.util, "server_kernel_share_pct": r.kernel_share, "latency": r.s.get("latency") if r.s else None}
                          for t, r in s["runs"].items()},
             }
         summary["variants"][variant] = {"crypto": v["crypto"], "rate": v["rate"], "servers": sv}

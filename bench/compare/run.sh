@@ -196,27 +196,38 @@ cpu_ticks() { # utime+stime (clock ticks) summed over the processes (all threads
   echo "$total"
 }
 
+system_ticks() { # stime (clock ticks, the kernel's share of cpu_ticks) summed over the processes
+  local total=0 p t
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] || continue
+    t=$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $13}')
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
 core_jiffies() { # core_jiffies CPU: "busy total" jiffies of one CPU from /proc/stat (busy counts
   # user, nice, system, irq, softirq and steal; total adds idle and iowait)
   awk -v c="cpu$1" '$1 == c {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat
 }
 
-# cpu_json T0 T1 W0 W1 RC SC0 SC1 CC0 CC1 O0 O1: the CPU record of one run: the server's ticks,
-# the wall time, and how busy the server's and the client's cores were and what the shared
-# origin used (to tell which side bounded a saturation run).
+# cpu_json T0 T1 W0 W1 RC SC0 SC1 CC0 CC1 O0 O1 K0 K1: the CPU record of one run: the server's
+# ticks (and K: of them, its system ticks), the wall time, and how busy the server's and the
+# client's cores were and what the shared origin used (to tell which side bounded a saturation
+# run).
 cpu_json() {
   python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 t0, t1, w0, w1, rc = sys.argv[1:6]
 sc0, sc1, cc0, cc1 = (tuple(map(int, a.split())) for a in sys.argv[6:10])
-o0, o1, hz = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
+o0, o1, k0, k1, hz = map(int, sys.argv[10:15])
 wall = float(w1) - float(w0)
 def busy(a, b):
     total = b[1] - a[1]
     return round((b[0] - a[0]) / total, 3) if total > 0 else None
 print(json.dumps({"ticks": int(t1) - int(t0), "clk_tck": hz, "wall_secs": round(wall, 3), "rc": int(rc),
                   "server_core_busy": busy(sc0, sc1), "client_core_busy": busy(cc0, cc1),
-                  "origin_cpu_secs": round((o1 - o0) / hz, 2)}))
+                  "origin_cpu_secs": round((o1 - o0) / hz, 2), "system_ticks": k1 - k0}))
 PY
 }
 
@@ -490,15 +501,15 @@ lt() {
   mapfile -t pids < <(server_pids "$SERVER_PID")
   mapfile -t opids < <(server_pids "$ORIGIN_PID")
   o0=$(cpu_ticks "${opids[@]}") sc0=$(core_jiffies "$SERVER_CPU") cc0=$(core_jiffies "$CLIENT_CPU")
-  t0=$(cpu_ticks "${pids[@]}")
+  t0=$(cpu_ticks "${pids[@]}") k0=$(system_ticks "${pids[@]}")
   w0=$(date +%s.%N)
   timeout --kill-after=5 "$RUN_LIMIT" "${PIN[@]}" "$CLIENT_CPU" "$BIN/portcullis-loadtest" "$mode" \
     --target "127.0.0.1:$SERVER_PORT" --sni localhost --ca "$pki/root-ca.pem" --certs "$pki/certs" \
     --no-progress --json --max-errors 1000000 "$@" >"$RAW/$tag.json" 2>"$RAW/$tag.stderr" || rc=$?
   w1=$(date +%s.%N)
-  t1=$(cpu_ticks "${pids[@]}")
+  t1=$(cpu_ticks "${pids[@]}") k1=$(system_ticks "${pids[@]}")
   o1=$(cpu_ticks "${opids[@]}") sc1=$(core_jiffies "$SERVER_CPU") cc1=$(core_jiffies "$CLIENT_CPU")
-  cpu_json "$t0" "$t1" "$w0" "$w1" "$rc" "$sc0" "$sc1" "$cc0" "$cc1" "$o0" "$o1" >"$RAW/$tag.cpu.json"
+  cpu_json "$t0" "$t1" "$w0" "$w1" "$rc" "$sc0" "$sc1" "$cc0" "$cc1" "$o0" "$o1" "$k0" "$k1" >"$RAW/$tag.cpu.json"
   if [[ $rc != 0 || ! -s $RAW/$tag.json ]]; then
     log "  $tag: loadtest exited $rc: $(tail -n 3 "$RAW/$tag.stderr" | tr '\n' ' ')"
   else
@@ -531,7 +542,7 @@ h2() {
   mapfile -t pids < <(server_pids "$SERVER_PID")
   mapfile -t opids < <(server_pids "$ORIGIN_PID")
   o0=$(cpu_ticks "${opids[@]}") sc0=$(core_jiffies "$SERVER_CPU") cc0=$(core_jiffies "$CLIENT_CPU")
-  t0=$(cpu_ticks "${pids[@]}")
+  t0=$(cpu_ticks "${pids[@]}") k0=$(system_ticks "${pids[@]}")
   w0=$(date +%s.%N)
   H2LOAD_CLIENT_CERT=$pki/certs/client-0.pem H2LOAD_CLIENT_KEY=$pki/certs/client-0.key \
     H2LOAD_SHIM_DIR=$WORK/shim timeout --kill-after=5 "$RUN_LIMIT" "${PIN[@]}" "$CLIENT_CPU" \
@@ -540,9 +551,9 @@ h2() {
     "--connect-to=127.0.0.1:$SERVER_PORT" "https://localhost:$SERVER_PORT/" \
     >"$RAW/$tag.stdout" 2>"$RAW/$tag.stderr" || rc=$?
   w1=$(date +%s.%N)
-  t1=$(cpu_ticks "${pids[@]}")
+  t1=$(cpu_ticks "${pids[@]}") k1=$(system_ticks "${pids[@]}")
   o1=$(cpu_ticks "${opids[@]}") sc1=$(core_jiffies "$SERVER_CPU") cc1=$(core_jiffies "$CLIENT_CPU")
-  cpu_json "$t0" "$t1" "$w0" "$w1" "$rc" "$sc0" "$sc1" "$cc0" "$cc1" "$o0" "$o1" >"$RAW/$tag.cpu.json"
+  cpu_json "$t0" "$t1" "$w0" "$w1" "$rc" "$sc0" "$sc1" "$cc0" "$cc1" "$o0" "$o1" "$k0" "$k1" >"$RAW/$tag.cpu.json"
   python3 "$HERE/h2load_summary.py" --stdout "$RAW/$tag.stdout" --log "$RAW/$tag.log" \
     --secs "$BENCH_SECS" --target-rate "$target" --clients "$H2_CONNS" >"$RAW/$tag.json" 2>>"$RAW/$tag.stderr" \
     || log "  $tag: no h2load summary: $(tail -n 3 "$RAW/$tag.stderr" | tr '\n' ' ')"
