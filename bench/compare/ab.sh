@@ -12,7 +12,12 @@
 # kernel and user space is printed (the profiles stay in PROFILE_DIR, default a temporary
 # directory removed at the end; read them with `perf report -i FILE --no-children`).
 #
-# Environment (optional): ROUNDS=5, SECS=5, KA_CONNS=16, SERVER_CPU=0, CLIENT_CPU=1,
+# LOAD=h2 drives HTTP/2 instead: stock h2load through the client-certificate shim
+# (loadtest/h2load-client-cert), H2_CONNS connections with H2_STREAMS streams each (16 x 10, as
+# run.sh), SECS after a 1 s warm-up.
+#
+# Environment (optional): ROUNDS=5, SECS=5, KA_CONNS=16, LOAD=h1 (or h2), H2_CONNS=16,
+# H2_STREAMS=10, SERVER_CPU=0, CLIENT_CPU=1,
 # ORIGIN_CPU (default SERVER_CPU, as in run.sh), BENCH_NICE=-15 (as run.sh), LOADTEST=path to portcullis-loadtest (default: $CARGO_TARGET_DIR/release/portcullis-loadtest),
 # PROFILE=1 and PROFILE_DIR as above.
 # Needs nginx (the origin), openssl, taskset and nstat (iproute2), like run.sh; perf for PROFILE.
@@ -28,6 +33,10 @@ ORIGIN_CPU=${ORIGIN_CPU:-$SERVER_CPU}
 BENCH_NICE=${BENCH_NICE:--15}
 LOADTEST=${LOADTEST:-${CARGO_TARGET_DIR:-$HOME/.cache/portcullis-target}/release/portcullis-loadtest}
 PROFILE=${PROFILE:-}
+LOAD=${LOAD:-h1}
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-10}
+ROOT=$(cd "$HERE/../.." && pwd)
 PROFILE_DIR=${PROFILE_DIR:-}
 (($# >= 2)) || { echo "usage: $0 NAME=BINARY NAME=BINARY [...]" >&2; exit 2; }
 
@@ -111,9 +120,16 @@ run_one() { # NAME BINARY ROUND -> "name reqs_per_s cpu_us_per_req errors segs_p
   before=$(cpu_ticks "$pid")
   switches_before=$(ctx_switches "$pid")
   nstat -n
-  nice -n "$BENCH_NICE" taskset -c "$CLIENT_CPU" "$LOADTEST" keepalive --target "127.0.0.1:$PORT" --ca "$WORK/pki/root-ca.pem" \
-    --certs "$WORK/pki/certs" -t 2 -c "$KA_CONNS" -r 100000000 -d "$SECS" --json --no-progress \
-    >"$WORK/$name.json" 2>/dev/null &
+  if [[ $LOAD == h2 ]]; then
+    H2LOAD_CLIENT_CERT=$WORK/pki/certs/client-0.pem H2LOAD_CLIENT_KEY=$WORK/pki/certs/client-0.key \
+      H2LOAD_SHIM_DIR=$WORK/shim nice -n "$BENCH_NICE" taskset -c "$CLIENT_CPU" \
+      "$ROOT/loadtest/h2load-client-cert/run.sh" -c "$H2_CONNS" -m "$H2_STREAMS" --warm-up-time=1 \
+      -D "$SECS" "--connect-to=127.0.0.1:$PORT" "https://localhost:$PORT/" >"$WORK/$name.h2load" 2>&1 &
+  else
+    nice -n "$BENCH_NICE" taskset -c "$CLIENT_CPU" "$LOADTEST" keepalive --target "127.0.0.1:$PORT" --ca "$WORK/pki/root-ca.pem" \
+      --certs "$WORK/pki/certs" -t 2 -c "$KA_CONNS" -r 100000000 -d "$SECS" --json --no-progress \
+      >"$WORK/$name.json" 2>/dev/null &
+  fi
   local load=$!
   if [[ -n $PROFILE ]]; then
     # The middle of the run: a second after the start, until a second before the end.
@@ -124,6 +140,18 @@ run_one() { # NAME BINARY ROUND -> "name reqs_per_s cpu_us_per_req errors segs_p
       awk '/\[kernel\.kallsyms\]/ {sub("%", "", $1); print $1 "%"}')
   fi
   wait "$load"
+  if [[ $LOAD == h2 ]]; then # h2load's summary as the loadtest's JSON
+    python3 - "$WORK/$name.h2load" >"$WORK/$name.json" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed", text)
+if not rate or not done:
+    sys.exit(f"no summary in h2load's output:\n{text[-2000:]}")
+print(json.dumps({"completed": int(done[1]), "ops_per_sec": float(rate[1]),
+                  "errors": [{"count": int(done[2]), "expected": False}]}))
+PY
+  fi
   segs=$(nstat -s TcpOutSegs | awk '$1 == "TcpOutSegs" {print $2}')
   after=$(cpu_ticks "$pid")
   switches_after=$(ctx_switches "$pid")

@@ -7,34 +7,56 @@ use std::cell::RefCell;
 /// Size of every pooled buffer.
 pub const BUFFER_SIZE: usize = 64 * 1024;
 
-/// Free buffers of one worker.
+/// Free buffers of one worker, kept apart by whether their whole length is initialised: a
+/// buffer for reads into a slice must be, and making it so writes 64 KiB of zeros, so a full
+/// buffer that comes back is handed out full again.
 #[derive(Debug)]
 pub struct BufferPool {
-    free: RefCell<Vec<Vec<u8>>>,
+    free: RefCell<Free>,
     max_free: usize,
+}
+
+/// The idle buffers of a [`BufferPool`].
+#[derive(Debug, Default)]
+struct Free {
+    /// Length [`BUFFER_SIZE`].
+    full: Vec<Vec<u8>>,
+    /// Capacity [`BUFFER_SIZE`], any length.
+    partial: Vec<Vec<u8>>,
 }
 
 impl BufferPool {
     /// A pool keeping at most `max_free` idle buffers.
     pub fn new(max_free: usize) -> Self {
         Self {
-            free: RefCell::new(Vec::new()),
+            free: RefCell::new(Free::default()),
             max_free,
         }
     }
 
     /// A buffer of length [`BUFFER_SIZE`] (contents unspecified), for reads into a slice.
     pub fn take_full(&self) -> Vec<u8> {
-        let mut buf = self.take();
-        if buf.len() < BUFFER_SIZE {
-            buf.resize(BUFFER_SIZE, 0);
+        let mut free = self.free.borrow_mut();
+        if let Some(buf) = free.full.pop() {
+            return buf;
         }
+        let mut buf = free
+            .partial
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE));
+        drop(free);
+        buf.resize(BUFFER_SIZE, 0);
         buf
     }
 
     /// An empty buffer with capacity [`BUFFER_SIZE`], for owned reads that append.
     pub fn take_empty(&self) -> Vec<u8> {
-        let mut buf = self.take();
+        let mut free = self.free.borrow_mut();
+        let mut buf = free
+            .partial
+            .pop()
+            .or_else(|| free.full.pop())
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE));
         buf.clear();
         buf
     }
@@ -42,22 +64,21 @@ impl BufferPool {
     /// Returns a buffer; ones that lost their capacity (e.g. to a cancelled read) are dropped.
     pub fn give(&self, buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
-        if buf.capacity() >= BUFFER_SIZE && free.len() < self.max_free {
-            free.push(buf);
+        if buf.capacity() < BUFFER_SIZE || free.full.len() + free.partial.len() >= self.max_free {
+            return;
+        }
+        if buf.len() == BUFFER_SIZE {
+            free.full.push(buf);
+        } else {
+            free.partial.push(buf);
         }
     }
 
     /// Number of idle buffers held.
     #[cfg(test)]
     pub fn idle(&self) -> usize {
-        self.free.borrow().len()
-    }
-
-    fn take(&self) -> Vec<u8> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+        let free = self.free.borrow();
+        free.full.len() + free.partial.len()
     }
 }
 
@@ -81,5 +102,36 @@ mod tests {
         pool.give(Vec::with_capacity(BUFFER_SIZE));
         pool.give(Vec::with_capacity(BUFFER_SIZE));
         assert_eq!(pool.idle(), 2, "at most max_free are kept");
+    }
+
+    #[test]
+    fn full_buffers_come_back_full() {
+        let pool = BufferPool::new(4);
+        let mut full = pool.take_full();
+        full[BUFFER_SIZE - 1] = 7;
+        let full_ptr = full.as_ptr();
+        let mut partial = pool.take_empty();
+        partial.extend_from_slice(b"head");
+        let partial_ptr = partial.as_ptr();
+        pool.give(full);
+        pool.give(partial);
+        // The partial buffer went back last, yet the full one is handed out for a full take,
+        // as it was (not zeroed again), and the partial one for an empty take.
+        let full = pool.take_full();
+        assert_eq!(full.as_ptr(), full_ptr);
+        assert_eq!(full[BUFFER_SIZE - 1], 7, "not written again");
+        let empty = pool.take_empty();
+        assert_eq!(empty.as_ptr(), partial_ptr);
+        assert!(empty.is_empty());
+        // With only a full buffer idle, an empty take gets it, cleared.
+        pool.give(full);
+        let empty = pool.take_empty();
+        assert_eq!(empty.as_ptr(), full_ptr);
+        assert!(empty.is_empty());
+        // With only a partial buffer idle, a full take gets it at full length.
+        pool.give(empty);
+        let full = pool.take_full();
+        assert_eq!(full.as_ptr(), full_ptr);
+        assert_eq!(full.len(), BUFFER_SIZE);
     }
 }

@@ -162,7 +162,8 @@ pub struct ExchangeBuffers<'p> {
     pool: &'p BufferPool,
     /// The origin request head, then the head (and first body piece) for the viewer.
     pub head: Vec<u8>,
-    /// Request body pieces (full length: reads go into slices of it).
+    /// Request body pieces (full length once [`Self::acquire_body`] took it: reads go into
+    /// slices of it); empty for a request without a body.
     pub body: Vec<u8>,
     /// The origin's response.
     pub response: Vec<u8>,
@@ -179,16 +180,21 @@ impl<'p> ExchangeBuffers<'p> {
         }
     }
 
-    /// Borrows the buffers for a request.
+    /// Borrows the buffers every request needs (the head and the response; the body buffer
+    /// only with [`Self::acquire_body`], when a body comes).
     pub fn acquire(&mut self) {
         if self.head.capacity() < BODY_BUFFER {
             self.head = self.pool.take_empty();
         }
-        if self.body.len() < BODY_BUFFER {
-            self.body = self.pool.take_full();
-        }
         if self.response.capacity() < BODY_BUFFER {
             self.response = self.pool.take_empty();
+        }
+    }
+
+    /// Borrows the request body buffer, at full length.
+    pub fn acquire_body(&mut self) {
+        if self.body.len() < BODY_BUFFER {
+            self.body = self.pool.take_full();
         }
     }
 
@@ -404,6 +410,9 @@ async fn send_request<V: Viewer>(
         } else {
             OriginFailure::Status(Status::BAD_GATEWAY)
         }));
+    }
+    if !viewer.body_done() {
+        bufs.acquire_body();
     }
     while !viewer.body_done() {
         let n = match viewer.request_body(&mut bufs.body).await? {

@@ -142,6 +142,7 @@ async fn check_and_forward(
     if let (true, BodyFraming::ContentLength(n)) = (info.idempotent, info.framing) {
         let room = exchange::BODY_BUFFER.saturating_sub(bufs.head.len());
         if usize::try_from(n).is_ok_and(|n| n <= room) {
+            bufs.acquire_body();
             while !viewer.body_done {
                 let got = match viewer.request_body(&mut bufs.body).await? {
                     Ok(got) => got,
