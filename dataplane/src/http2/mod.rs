@@ -137,12 +137,13 @@ async fn run(mut conn: Connection, x: &Exchange<'_>, settings: &Http2Settings, g
                 let (request, respond) = *stream;
                 guard.accepted(respond.stream_id().as_u32());
                 idle_armed = false;
-                streams.push(Box::pin(stream::serve(
+                // Not boxed: the set holds each future in its own (already heap) task.
+                streams.push(stream::serve(
                     x,
                     settings.stream_idle_timeout,
                     request,
                     respond,
-                )));
+                ));
             }
             Event::Closed(None) => return,
             Event::Closed(Some(e)) => {
