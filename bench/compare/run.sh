@@ -186,25 +186,19 @@ server_pids() { # the server's processes: the pid and its children (nginx worker
   pgrep -P "$pid" || true
 }
 
-cpu_ticks() { # utime+stime (clock ticks) summed over the processes (all threads included)
-  local total=0 p t
+stat_ticks() { # stat_ticks AWK_EXPR PID...: AWK_EXPR over the fields of /proc/PID/stat after the
+  # command name ($12 utime, $13 stime, in clock ticks; all threads included), summed
+  local expr=$1 total=0 p t
+  shift
   for p in "$@"; do
     [[ -r /proc/$p/stat ]] || continue
-    t=$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')
+    t=$(sed 's/^.*) //' "/proc/$p/stat" | awk "{print $expr}")
     total=$((total + t))
   done
   echo "$total"
 }
-
-system_ticks() { # stime (clock ticks, the kernel's share of cpu_ticks) summed over the processes
-  local total=0 p t
-  for p in "$@"; do
-    [[ -r /proc/$p/stat ]] || continue
-    t=$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $13}')
-    total=$((total + t))
-  done
-  echo "$total"
-}
+cpu_ticks() { stat_ticks '$12 + $13' "$@"; }  # utime+stime summed over the processes
+system_ticks() { stat_ticks '$13' "$@"; }     # stime: the kernel's share of cpu_ticks
 
 core_jiffies() { # core_jiffies CPU: "busy total" jiffies of one CPU from /proc/stat (busy counts
   # user, nice, system, irq, softirq and steal; total adds idle and iowait)
