@@ -76,6 +76,7 @@ pub(crate) struct RawLimits {
     pub(crate) max_header_count: Option<i64>,
     pub(crate) max_connections_per_worker: Option<i64>,
     pub(crate) max_connections_per_client_ip: Option<i64>,
+    pub(crate) max_requests_in_flight_per_worker: Option<i64>,
     pub(crate) min_request_body_rate: Option<i64>,
 }
 

@@ -213,6 +213,10 @@ pub struct Limits {
     /// Maximum concurrent connections from one client address (an IPv6 /64) on the whole
     /// host (default 0: no limit; 0..=1000000).
     pub max_connections_per_client_ip: usize,
+    /// Maximum requests (HTTP/1.1 requests and HTTP/2 streams) in flight to origins per worker
+    /// (default 1024, 1..=1000000): each holds two or three 64 KiB buffers, so this bounds the
+    /// worker's buffer memory; a request beyond it is answered 503.
+    pub max_requests_in_flight_per_worker: usize,
     /// Bytes per second of request body that extend the `request_body` time-out by one second
     /// each (default 1024; 0: only the per-read `header_read` time-out applies).
     pub min_request_body_rate: u64,
@@ -225,6 +229,7 @@ impl Default for Limits {
             max_header_count: 100,
             max_connections_per_worker: 10000,
             max_connections_per_client_ip: 0,
+            max_requests_in_flight_per_worker: 1024,
             min_request_body_rate: 1024,
         }
     }

@@ -39,6 +39,7 @@ max_header_bytes = 32768
 max_header_count = 50
 max_connections_per_worker = 123
 max_connections_per_client_ip = 64
+max_requests_in_flight_per_worker = 77
 min_request_body_rate = 2048
 
 [server.http2]
@@ -322,6 +323,7 @@ fn example_config_loads_every_key() {
     assert_eq!(server.limits.max_header_count, 50);
     assert_eq!(server.limits.max_connections_per_worker, 123);
     assert_eq!(server.limits.max_connections_per_client_ip, 64);
+    assert_eq!(server.limits.max_requests_in_flight_per_worker, 77);
     assert_eq!(
         server.http2,
         crate::Http2Settings {
@@ -795,7 +797,7 @@ fn out_of_range_limits_and_timeouts() {
 #[test]
 fn absurd_values_are_refused_against_the_machine() {
     let fx = Fixture::new();
-    let server = "workers = 100000\ncpu_affinity = [0, 999]\n[server.limits]\nmax_connections_per_worker = 2000000\nmax_connections_per_client_ip = 1000001\nmin_request_body_rate = -1\n[server.timeouts]\nhandshake = \"1ns\"\norigin_connect = \"1ms\"\nsend = \"2d\"\nrequest_body = \"0s\"\n";
+    let server = "workers = 100000\ncpu_affinity = [0, 999]\n[server.limits]\nmax_connections_per_worker = 2000000\nmax_connections_per_client_ip = 1000001\nmax_requests_in_flight_per_worker = 0\nmin_request_body_rate = -1\n[server.timeouts]\nhandshake = \"1ns\"\norigin_connect = \"1ms\"\nsend = \"2d\"\nrequest_body = \"0s\"\n";
     let errors = fx.errors(&minimal(server, "", ""));
     for (key, says) in [
         ("server.workers", "0..=1024"),
@@ -805,6 +807,10 @@ fn absurd_values_are_refused_against_the_machine() {
         ),
         ("server.limits.max_connections_per_worker", "1..=1000000"),
         ("server.limits.max_connections_per_client_ip", "0..=1000000"),
+        (
+            "server.limits.max_requests_in_flight_per_worker",
+            "1..=1000000",
+        ),
         ("server.limits.min_request_body_rate", "0..="),
         ("server.timeouts.handshake", "100ms..=24h"),
         ("server.timeouts.origin_connect", "10ms..=24h"),
@@ -814,7 +820,7 @@ fn absurd_values_are_refused_against_the_machine() {
         let e = find(&errors, key);
         assert!(e.reason.contains(says), "{key}: {}", e.reason);
     }
-    assert_eq!(errors.len(), 9, "{errors}");
+    assert_eq!(errors.len(), 10, "{errors}");
 
     // Sensible values pass; more workers than CPUs is only a warning.
     let fine = "workers = 64\ncpu_affinity = [0]\n[server.timeouts]\nsend = \"5s\"\nrequest_body = \"100ms\"\norigin_connect = \"10ms\"\n[server.limits]\nmin_request_body_rate = 0\n";

@@ -331,6 +331,14 @@ fn validate_limits(raw: &RawLimits, c: &mut Collector<'_>) -> Limits {
             Some(1_000_000),
             defaults.max_connections_per_client_ip,
         ),
+        max_requests_in_flight_per_worker: ranged(
+            c,
+            "server.limits.max_requests_in_flight_per_worker",
+            raw.max_requests_in_flight_per_worker,
+            1,
+            Some(1_000_000),
+            defaults.max_requests_in_flight_per_worker,
+        ),
         min_request_body_rate: ranged(
             c,
             "server.limits.min_request_body_rate",

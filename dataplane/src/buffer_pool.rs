@@ -1,8 +1,10 @@
 //! Per-worker pool of the 64 KiB buffers that carry bodies and response heads, so a connection
-//! holds them only while a request is in flight and no request allocates them anew.
-//! Single-threaded (one pool per worker): a `RefCell`, no locks.
+//! holds them only while a request is in flight and no request allocates them anew. It also
+//! counts the requests in flight that hold them, so the worker's buffer memory has a bound
+//! (`server.limits.max_requests_in_flight_per_worker`).
+//! Single-threaded (one pool per worker): a `RefCell` and a `Cell`, no locks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// Size of every pooled buffer.
 pub const BUFFER_SIZE: usize = 64 * 1024;
@@ -14,6 +16,8 @@ pub const BUFFER_SIZE: usize = 64 * 1024;
 pub struct BufferPool {
     free: RefCell<Free>,
     max_free: usize,
+    /// Requests holding buffers ([`Self::lease`] not yet matched by [`Self::end_lease`]).
+    in_flight: Cell<usize>,
 }
 
 /// The idle buffers of a [`BufferPool`].
@@ -31,7 +35,29 @@ impl BufferPool {
         Self {
             free: RefCell::new(Free::default()),
             max_free,
+            in_flight: Cell::new(0),
         }
+    }
+
+    /// Counts one more request in flight, unless `limit` already are (then `false`).
+    pub fn lease(&self, limit: usize) -> bool {
+        let n = self.in_flight.get();
+        if n >= limit {
+            return false;
+        }
+        self.in_flight.set(n + 1);
+        true
+    }
+
+    /// Ends a request's [`Self::lease`].
+    pub fn end_lease(&self) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+    }
+
+    /// Requests in flight.
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
     }
 
     /// A buffer of length [`BUFFER_SIZE`] (contents unspecified), for reads into a slice.
@@ -102,6 +128,19 @@ mod tests {
         pool.give(Vec::with_capacity(BUFFER_SIZE));
         pool.give(Vec::with_capacity(BUFFER_SIZE));
         assert_eq!(pool.idle(), 2, "at most max_free are kept");
+    }
+
+    #[test]
+    fn leases_are_bounded_and_returned() {
+        let pool = BufferPool::new(2);
+        assert!(pool.lease(2));
+        assert!(pool.lease(2));
+        assert!(!pool.lease(2), "a third request over a limit of two");
+        assert_eq!(pool.in_flight(), 2);
+        pool.end_lease();
+        assert!(pool.lease(2), "a slot freed by an ended request");
+        assert!(pool.lease(3), "a raised limit (a reload) applies at once");
+        assert_eq!(pool.in_flight(), 3);
     }
 
     #[test]

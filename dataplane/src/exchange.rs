@@ -160,6 +160,8 @@ pub trait Viewer {
 #[derive(Debug)]
 pub struct ExchangeBuffers<'p> {
     pool: &'p BufferPool,
+    /// The request holds one of the worker's requests in flight (a pool lease).
+    leased: bool,
     /// The origin request head, then the head (and first body piece) for the viewer.
     pub head: Vec<u8>,
     /// Request body pieces (full length once [`Self::acquire_body`] took it: reads go into
@@ -174,6 +176,7 @@ impl<'p> ExchangeBuffers<'p> {
     pub fn new(pool: &'p BufferPool) -> Self {
         Self {
             pool,
+            leased: false,
             head: Vec::new(),
             body: Vec::new(),
             response: Vec::new(),
@@ -181,14 +184,24 @@ impl<'p> ExchangeBuffers<'p> {
     }
 
     /// Borrows the buffers every request needs (the head and the response; the body buffer
-    /// only with [`Self::acquire_body`], when a body comes).
-    pub fn acquire(&mut self) {
+    /// only with [`Self::acquire_body`], when a body comes), counting the request against the
+    /// worker's `limit` of requests in flight. `false` (nothing borrowed): the worker has
+    /// `limit` requests in flight already; the request must be refused (503).
+    #[must_use]
+    pub fn acquire(&mut self, limit: usize) -> bool {
+        if !self.leased {
+            if !self.pool.lease(limit) {
+                return false;
+            }
+            self.leased = true;
+        }
         if self.head.capacity() < BODY_BUFFER {
             self.head = self.pool.take_empty();
         }
         if self.response.capacity() < BODY_BUFFER {
             self.response = self.pool.take_empty();
         }
+        true
     }
 
     /// Borrows the request body buffer, at full length.
@@ -198,8 +211,11 @@ impl<'p> ExchangeBuffers<'p> {
         }
     }
 
-    /// Gives them back between requests.
+    /// Gives them back between requests, and ends the request's count.
     pub fn release(&mut self) {
+        if std::mem::take(&mut self.leased) {
+            self.pool.end_lease();
+        }
         self.pool.give(std::mem::take(&mut self.head));
         self.pool.give(std::mem::take(&mut self.body));
         self.pool.give(std::mem::take(&mut self.response));

@@ -47,13 +47,18 @@ impl H2Site {
 
     /// The same site in front of the origin at `origin` (which the caller keeps running).
     fn with_origin(site_extra: &str, origin: SocketAddr) -> Self {
+        Self::with_limits(site_extra, "", origin)
+    }
+
+    /// The same, with `limits` (lines of `[server.limits]`).
+    fn with_limits(site_extra: &str, limits: &str, origin: SocketAddr) -> Self {
         let pki = TestPki::new();
         let store = pki.write("revoked.json", "{\"data\":[]}");
         let access_log = pki.path("access.log");
         let mut site = SiteConfig::new(origin, "required", Some(pki.path("bundle.pem")));
         site.mtls_extra = "revocation_store = \"viewers\"\n".into();
         let server_extra = format!(
-            "[server.http2]\nstream_idle_timeout = \"1s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+            "[server.limits]\n{limits}\n[server.http2]\nstream_idle_timeout = \"1s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
              [[revocation_store]]\nname = \"viewers\"\nfile = {store:?}\n\n\
              [logs.access]\nformat = \"json\"\npath = {access_log:?}\n"
         );
@@ -551,54 +556,82 @@ fn a_small_response_leaves_as_one_tls_record() {
     }
 }
 
-#[test]
-fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
-    // The origin holds /slow's answer until the test releases it (at most 10 s) and answers
-    // /fast at once. /fast goes out on the same viewer connection while /slow is in flight.
-    let released = Arc::new((Mutex::new(false), Condvar::new()));
-    let origin = ScriptedOrigin::start({
-        let released = Arc::clone(&released);
-        move |c| {
-            let (done, changed) = &*released;
-            while let Some(request) = c.read_request() {
-                if request.path() == "/slow" {
-                    let guard = done.lock().unwrap_or_else(|p| p.into_inner());
-                    let (guard, _) = changed
-                        .wait_timeout_while(guard, Duration::from_secs(10), |done| !*done)
-                        .unwrap_or_else(|p| p.into_inner());
-                    let body = if *guard {
-                        "slow"
+/// An origin that holds its answer to `/slow` until [`HeldOrigin::release`] (at most 10 s) and
+/// answers anything else at once.
+struct HeldOrigin {
+    origin: ScriptedOrigin,
+    released: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl HeldOrigin {
+    fn start() -> Self {
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        let origin = ScriptedOrigin::start({
+            let released = Arc::clone(&released);
+            move |c| {
+                let (done, changed) = &*released;
+                while let Some(request) = c.read_request() {
+                    if request.path() == "/slow" {
+                        let guard = done.lock().unwrap_or_else(|p| p.into_inner());
+                        let (guard, _) = changed
+                            .wait_timeout_while(guard, Duration::from_secs(10), |done| !*done)
+                            .unwrap_or_else(|p| p.into_inner());
+                        let body = if *guard {
+                            "slow"
+                        } else {
+                            "slow, never released"
+                        };
+                        drop(guard);
+                        let _ = c.respond(body);
                     } else {
-                        "slow, never released"
-                    };
-                    drop(guard);
-                    let _ = c.respond(body);
-                } else {
-                    let _ = c.respond("fast");
+                        let _ = c.respond("fast");
+                    }
                 }
             }
-        }
-    });
-    let s = H2Site::with_origin("", origin.addr());
-    let mut scenario = s.interactive("slow_origin");
-    scenario.expect_line("slow-sent");
-    let at_origin = (0..200).any(|_| {
-        let seen = origin
+        });
+        Self { origin, released }
+    }
+
+    /// Waits (bounded) until `/slow` reached the origin.
+    fn wait_for_slow(&self) -> bool {
+        (0..200).any(|_| {
+            let seen = self.paths().iter().any(|p| p == "/slow");
+            if !seen {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            seen
+        })
+    }
+
+    fn release(&self) {
+        let (done, changed) = &*self.released;
+        *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        changed.notify_all();
+    }
+
+    /// The paths the origin was asked for, in order.
+    fn paths(&self) -> Vec<String> {
+        self.origin
             .journal()
             .requests()
             .iter()
-            .any(|r| r.path() == "/slow");
-        if !seen {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        seen
-    });
-    assert!(at_origin, "/slow never reached the origin");
+            .map(|r| r.path().to_owned())
+            .collect()
+    }
+}
+
+#[test]
+fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
+    // The origin holds /slow's answer until the test releases it and answers /fast at once.
+    // /fast goes out on the same viewer connection while /slow is in flight.
+    let origin = HeldOrigin::start();
+    let s = H2Site::with_origin("", origin.origin.addr());
+    let mut scenario = s.interactive("slow_origin");
+    scenario.expect_line("slow-sent");
+    assert!(origin.wait_for_slow(), "/slow never reached the origin");
     scenario.go();
     scenario.expect_line("fast-done");
-    let (done, changed) = &*released;
-    *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
-    changed.notify_all();
+    origin.release();
     scenario.go();
     let v = scenario.report();
     assert_eq!(v["status"]["3"], 200, "{v}");
@@ -606,11 +639,81 @@ fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
     assert_eq!(v["slow_ended_before_fast"], false, "{v}");
     assert_eq!(v["status"]["1"], 200, "{v}");
     assert_eq!(v["body_len"]["1"], 4, "/slow answered once released: {v}");
-    let paths: Vec<String> = origin
-        .journal()
-        .requests()
-        .iter()
-        .map(|r| r.path().to_owned())
-        .collect();
-    assert_eq!(paths, ["/slow", "/fast"]);
+    assert_eq!(origin.paths(), ["/slow", "/fast"]);
+}
+
+#[test]
+fn a_stream_beyond_the_in_flight_limit_is_answered_503() {
+    // One request in flight per worker: while /slow waits at the origin, /fast on the same
+    // connection is answered 503 without reaching the origin, /slow is answered once
+    // released, and the freed slot serves the next request.
+    let origin = HeldOrigin::start();
+    let s = H2Site::with_limits(
+        "",
+        "max_requests_in_flight_per_worker = 1\n",
+        origin.origin.addr(),
+    );
+    let mut scenario = s.interactive("slow_origin");
+    scenario.expect_line("slow-sent");
+    assert!(origin.wait_for_slow(), "/slow never reached the origin");
+    scenario.go();
+    scenario.expect_line("fast-done");
+    origin.release();
+    scenario.go();
+    let v = scenario.report();
+    assert_eq!(v["status"]["3"], 503, "{v}");
+    assert_eq!(v["status"]["1"], 200, "{v}");
+    assert_eq!(v["body_len"]["1"], 4, "/slow answered once released: {v}");
+    assert_eq!(
+        origin.paths(),
+        ["/slow"],
+        "the refused stream never reached the origin"
+    );
+    s.still_serves();
+    assert_eq!(origin.paths(), ["/slow", "/still-there"]);
+    let refused = sample_sum(
+        &scrape(&s.server),
+        "portcullis_requests_refused_total",
+        &[("reason", "in_flight_limit")],
+    );
+    assert_eq!(refused, 1.0);
+}
+
+#[test]
+fn an_http1_request_beyond_the_in_flight_limit_is_answered_503() {
+    // The same limit on HTTP/1.1: a second connection's request while /slow waits at the
+    // origin is answered 503 (and the connection closed) without reaching the origin.
+    let origin = HeldOrigin::start();
+    let s = H2Site::with_limits(
+        "",
+        "max_requests_in_flight_per_worker = 1\n",
+        origin.origin.addr(),
+    );
+    let slow = std::thread::scope(|scope| {
+        let slow = scope.spawn(|| s.curl("/slow").args(["--http1.1"]).run());
+        assert!(origin.wait_for_slow(), "/slow never reached the origin");
+        let r = s.curl("/fast").args(["--http1.1"]).run();
+        assert_eq!(r.status, Some(503), "{r:?}");
+        origin.release();
+        slow.join().expect("the /slow request's thread")
+    });
+    assert_eq!(slow.status, Some(200), "{slow:?}");
+    assert_eq!(slow.text(), "slow");
+    assert_eq!(
+        origin.paths(),
+        ["/slow"],
+        "the refused request never reached the origin"
+    );
+    let r = s.curl("/again").args(["--http1.1"]).run();
+    assert_eq!(
+        r.status,
+        Some(200),
+        "the freed slot serves the next request: {r:?}"
+    );
+    let refused = sample_sum(
+        &scrape(&s.server),
+        "portcullis_requests_refused_total",
+        &[("reason", "in_flight_limit")],
+    );
+    assert_eq!(refused, 1.0);
 }

@@ -116,7 +116,11 @@ async fn check_and_forward(
         return Ok(refused(Status::HEADER_FIELDS_TOO_LARGE));
     }
     let mut bufs = ExchangeBuffers::new(x.buffers);
-    bufs.acquire();
+    if !bufs.acquire(x.server.limits.max_requests_in_flight_per_worker) {
+        x.observer.over_in_flight_limit();
+        viewer.refuse(Status::SERVICE_UNAVAILABLE).await?;
+        return Ok(refused(Status::SERVICE_UNAVAILABLE));
+    }
     let has_body = !viewer.recv.is_end_stream();
     let info = match h2_fields::write_origin_request(
         parts,

@@ -154,6 +154,17 @@ impl<'a> RequestObserver<'a> {
         Http2Refusals::new(Arc::clone(&self.telemetry.metrics), self.telemetry.worker)
     }
 
+    /// Counts a request refused because the worker had `max_requests_in_flight_per_worker`
+    /// in flight. Not logged line by line (a flood would flood the log): the access log has
+    /// the 503, the metric the count.
+    pub fn over_in_flight_limit(&self) {
+        self.telemetry
+            .metrics
+            .worker(self.telemetry.worker)
+            .over_in_flight_limit
+            .add(1);
+    }
+
     /// Counts one HTTP/2 refusal of this connection.
     pub fn http2_refusal(&self, reason: Http2Refusal) {
         self.http2_refusals().count(reason);

@@ -190,6 +190,9 @@ pub struct WorkerBlock {
     pub refused: [LocalCounter; 2],
     /// HTTP/2 streams refused and connections ended for abuse, by [`Http2Refusal`] reason.
     pub http2_refusals: [LocalCounter; Http2Refusal::ALL.len()],
+    /// Requests answered 503 because the worker had `max_requests_in_flight_per_worker` in
+    /// flight.
+    pub over_in_flight_limit: LocalCounter,
 }
 
 /// Why the HTTP/2 layer refused a stream or ended a connection.
@@ -623,6 +626,15 @@ impl Collector for Scrape {
                     .sum();
                 (vec![("reason", r.label().to_owned())], n)
             }),
+        )?;
+        counters(
+            &mut encoder,
+            "portcullis_requests_refused",
+            "Requests answered 503 without reaching an origin, by the limit they met",
+            std::iter::once((
+                vec![("reason", "in_flight_limit".to_owned())],
+                m.workers.iter().map(|w| w.over_in_flight_limit.get()).sum(),
+            )),
         )?;
         counters(
             &mut encoder,
