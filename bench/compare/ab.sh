@@ -146,10 +146,13 @@ import json, re, sys
 text = open(sys.argv[1]).read()
 rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
 done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed", text)
-if not rate or not done:
+codes = re.search(r"status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+if not rate or not done or not codes:
     sys.exit(f"no summary in h2load's output:\n{text[-2000:]}")
+# Errors: failed requests and answers other than 2xx.
+errors = int(done[2]) + sum(int(n) for n in codes.groups())
 print(json.dumps({"completed": int(done[1]), "ops_per_sec": float(rate[1]),
-                  "errors": [{"count": int(done[2]), "expected": False}]}))
+                  "errors": [{"count": errors, "expected": False}]}))
 PY
   fi
   segs=$(nstat -s TcpOutSegs | awk '$1 == "TcpOutSegs" {print $2}')

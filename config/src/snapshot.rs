@@ -214,7 +214,7 @@ pub struct Limits {
     /// host (default 0: no limit; 0..=1000000).
     pub max_connections_per_client_ip: usize,
     /// Maximum requests (HTTP/1.1 requests and HTTP/2 streams) in flight to origins per worker
-    /// (default 1024, 1..=1000000): each holds two or three 64 KiB buffers, so this bounds the
+    /// (default 4096, 1..=1000000): each holds two or three 64 KiB buffers, so this bounds the
     /// worker's buffer memory; a request beyond it is answered 503.
     pub max_requests_in_flight_per_worker: usize,
     /// Bytes per second of request body that extend the `request_body` time-out by one second
@@ -229,7 +229,7 @@ impl Default for Limits {
             max_header_count: 100,
             max_connections_per_worker: 10000,
             max_connections_per_client_ip: 0,
-            max_requests_in_flight_per_worker: 1024,
+            max_requests_in_flight_per_worker: 4096,
             min_request_body_rate: 1024,
         }
     }
