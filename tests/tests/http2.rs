@@ -155,6 +155,15 @@ impl H2Site {
         )
     }
 
+    /// `portcullis_requests_refused_total{reason="in_flight_limit"}`, from the admin API.
+    fn in_flight_refusals(&self) -> f64 {
+        sample_sum(
+            &scrape(&self.server),
+            "portcullis_requests_refused_total",
+            &[("reason", "in_flight_limit")],
+        )
+    }
+
     /// A normal HTTP/2 request still succeeds (the worker kept serving).
     fn still_serves(&self) {
         let r = self.curl("/still-there").args(["--http2"]).run();
@@ -620,12 +629,9 @@ impl HeldOrigin {
     }
 }
 
-#[test]
-fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
-    // The origin holds /slow's answer until the test releases it and answers /fast at once.
-    // /fast goes out on the same viewer connection while /slow is in flight.
-    let origin = HeldOrigin::start();
-    let s = H2Site::with_origin("", origin.origin.addr());
+/// Runs the `slow_origin` scenario against `s`: stream 1 asks for /slow; once it is held at
+/// the origin, stream 3 asks for /fast and is awaited; then /slow is released. The report.
+fn slow_then_fast(s: &H2Site, origin: &HeldOrigin) -> serde_json::Value {
     let mut scenario = s.interactive("slow_origin");
     scenario.expect_line("slow-sent");
     assert!(origin.wait_for_slow(), "/slow never reached the origin");
@@ -633,7 +639,27 @@ fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
     scenario.expect_line("fast-done");
     origin.release();
     scenario.go();
-    let v = scenario.report();
+    scenario.report()
+}
+
+/// A site that allows one request in flight per worker, in front of a [`HeldOrigin`].
+fn one_request_in_flight() -> (HeldOrigin, H2Site) {
+    let origin = HeldOrigin::start();
+    let s = H2Site::with_limits(
+        "",
+        "max_requests_in_flight_per_worker = 1\n",
+        origin.origin.addr(),
+    );
+    (origin, s)
+}
+
+#[test]
+fn a_slow_origin_response_does_not_hold_back_the_other_streams() {
+    // The origin holds /slow's answer until the test releases it and answers /fast at once.
+    // /fast goes out on the same viewer connection while /slow is in flight.
+    let origin = HeldOrigin::start();
+    let s = H2Site::with_origin("", origin.origin.addr());
+    let v = slow_then_fast(&s, &origin);
     assert_eq!(v["status"]["3"], 200, "{v}");
     assert_eq!(v["body_len"]["3"], 4, "{v}");
     assert_eq!(v["slow_ended_before_fast"], false, "{v}");
@@ -647,20 +673,8 @@ fn a_stream_beyond_the_in_flight_limit_is_answered_503() {
     // One request in flight per worker: while /slow waits at the origin, /fast on the same
     // connection is answered 503 without reaching the origin, /slow is answered once
     // released, and the freed slot serves the next request.
-    let origin = HeldOrigin::start();
-    let s = H2Site::with_limits(
-        "",
-        "max_requests_in_flight_per_worker = 1\n",
-        origin.origin.addr(),
-    );
-    let mut scenario = s.interactive("slow_origin");
-    scenario.expect_line("slow-sent");
-    assert!(origin.wait_for_slow(), "/slow never reached the origin");
-    scenario.go();
-    scenario.expect_line("fast-done");
-    origin.release();
-    scenario.go();
-    let v = scenario.report();
+    let (origin, s) = one_request_in_flight();
+    let v = slow_then_fast(&s, &origin);
     assert_eq!(v["status"]["3"], 503, "{v}");
     assert_eq!(v["status"]["1"], 200, "{v}");
     assert_eq!(v["body_len"]["1"], 4, "/slow answered once released: {v}");
@@ -671,24 +685,14 @@ fn a_stream_beyond_the_in_flight_limit_is_answered_503() {
     );
     s.still_serves();
     assert_eq!(origin.paths(), ["/slow", "/still-there"]);
-    let refused = sample_sum(
-        &scrape(&s.server),
-        "portcullis_requests_refused_total",
-        &[("reason", "in_flight_limit")],
-    );
-    assert_eq!(refused, 1.0);
+    assert_eq!(s.in_flight_refusals(), 1.0);
 }
 
 #[test]
 fn an_http1_request_beyond_the_in_flight_limit_is_answered_503() {
     // The same limit on HTTP/1.1: a second connection's request while /slow waits at the
     // origin is answered 503 (and the connection closed) without reaching the origin.
-    let origin = HeldOrigin::start();
-    let s = H2Site::with_limits(
-        "",
-        "max_requests_in_flight_per_worker = 1\n",
-        origin.origin.addr(),
-    );
+    let (origin, s) = one_request_in_flight();
     let slow = std::thread::scope(|scope| {
         let slow = scope.spawn(|| s.curl("/slow").args(["--http1.1"]).run());
         assert!(origin.wait_for_slow(), "/slow never reached the origin");
@@ -710,10 +714,5 @@ fn an_http1_request_beyond_the_in_flight_limit_is_answered_503() {
         Some(200),
         "the freed slot serves the next request: {r:?}"
     );
-    let refused = sample_sum(
-        &scrape(&s.server),
-        "portcullis_requests_refused_total",
-        &[("reason", "in_flight_limit")],
-    );
-    assert_eq!(refused, 1.0);
+    assert_eq!(s.in_flight_refusals(), 1.0);
 }
