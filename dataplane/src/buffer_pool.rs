@@ -51,6 +51,7 @@ impl BufferPool {
 
     /// Ends a request's [`Self::lease`].
     pub fn end_lease(&self) {
+        debug_assert!(self.in_flight.get() > 0, "a lease ended twice");
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
     }
 

@@ -67,6 +67,17 @@ pub struct Exchange<'a> {
     pub observer: &'a RequestObserver<'a>,
 }
 
+/// Takes a checked request's buffers and its place among the worker's requests in flight
+/// (`max_requests_in_flight_per_worker`); `Err(503)`, counted, when the worker has that many
+/// in flight already. The codec answers the error as it answers [`check_request`]'s.
+pub fn admit(x: &Exchange<'_>, bufs: &mut ExchangeBuffers<'_>) -> Result<(), Status> {
+    if bufs.acquire(x.server.limits.max_requests_in_flight_per_worker) {
+        return Ok(());
+    }
+    x.observer.over_in_flight_limit();
+    Err(Status::SERVICE_UNAVAILABLE)
+}
+
 /// Checks a request before anything goes to the origin: the connection's certificate was not
 /// revoked meanwhile (403), and every host the request names (`Host`, an absolute-form or
 /// `:authority` authority) is one the connection's site serves (421; 400 when malformed, or

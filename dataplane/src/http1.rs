@@ -63,9 +63,8 @@ where
         if let Err(status) = exchange::check_request(x, hosts.into_iter().flatten()) {
             return answer_request(tls, x, status).await;
         }
-        if !bufs.acquire(x.server.limits.max_requests_in_flight_per_worker) {
-            x.observer.over_in_flight_limit();
-            return answer_request(tls, x, Status::SERVICE_UNAVAILABLE).await;
+        if let Err(status) = exchange::admit(x, &mut bufs) {
+            return answer_request(tls, x, status).await;
         }
         // Boxed: the forwarding state (origin connect, request and response streaming) lives
         // on the heap only while a request is in flight, so an idle connection's task is

@@ -116,10 +116,9 @@ async fn check_and_forward(
         return Ok(refused(Status::HEADER_FIELDS_TOO_LARGE));
     }
     let mut bufs = ExchangeBuffers::new(x.buffers);
-    if !bufs.acquire(x.server.limits.max_requests_in_flight_per_worker) {
-        x.observer.over_in_flight_limit();
-        viewer.refuse(Status::SERVICE_UNAVAILABLE).await?;
-        return Ok(refused(Status::SERVICE_UNAVAILABLE));
+    if let Err(status) = exchange::admit(x, &mut bufs) {
+        viewer.refuse(status).await?;
+        return Ok(refused(status));
     }
     let has_body = !viewer.recv.is_end_stream();
     let info = match h2_fields::write_origin_request(
