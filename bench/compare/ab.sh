@@ -140,20 +140,15 @@ run_one() { # NAME BINARY ROUND -> "name reqs_per_s cpu_us_per_req errors segs_p
       awk '/\[kernel\.kallsyms\]/ {sub("%", "", $1); print $1 "%"}')
   fi
   wait "$load"
-  if [[ $LOAD == h2 ]]; then # h2load's summary as the loadtest's JSON
-    python3 - "$WORK/$name.h2load" >"$WORK/$name.json" <<'PY'
-import json, re, sys
-text = open(sys.argv[1]).read()
-rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
-done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed", text)
-codes = re.search(r"status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
-if not rate or not done or not codes:
-    sys.exit(f"no summary in h2load's output:\n{text[-2000:]}")
+  if [[ $LOAD == h2 ]]; then # h2load's summary (h2load_summary.py) as the loadtest's JSON
+    python3 "$HERE/h2load_summary.py" --stdout "$WORK/$name.h2load" --secs "$SECS" |
+      python3 -c '
+import json, sys
+s = json.load(sys.stdin)
 # Errors: failed requests and answers other than 2xx.
-errors = int(done[2]) + sum(int(n) for n in codes.groups())
-print(json.dumps({"completed": int(done[1]), "ops_per_sec": float(rate[1]),
-                  "errors": [{"count": errors, "expected": False}]}))
-PY
+print(json.dumps({"completed": s["done"], "ops_per_sec": s["req_per_sec"],
+                  "errors": [{"count": s["failed"] + s["not_2xx_total"], "expected": False}]}))' \
+      >"$WORK/$name.json"
   fi
   segs=$(nstat -s TcpOutSegs | awk '$1 == "TcpOutSegs" {print $2}')
   after=$(cpu_ticks "$pid")

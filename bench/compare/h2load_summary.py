@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Summarises one h2load run for bench/compare/run.sh as one JSON line.
 
-    h2load_summary.py --stdout FILE --log FILE --secs N [--target-rate R]
+    h2load_summary.py --stdout FILE [--log FILE] --secs N [--target-rate R]
 
-From h2load's standard output: requests per second and the request counts. From its
+From h2load's standard output: requests per second, the request counts and the answers
+other than 2xx (`not_2xx_total`, the whole run). From its
 per-request log (--log-file: start time in microseconds since the epoch, status, duration in
 microseconds, tab-separated): latency percentiles of the requests that started in the
 measured window, and, for a fixed-rate run (--target-rate, requests per second over all
@@ -31,7 +32,7 @@ def percentile(sorted_values, q):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stdout", required=True)
-    ap.add_argument("--log", required=True)
+    ap.add_argument("--log")
     ap.add_argument("--secs", type=float, required=True)
     ap.add_argument("--target-rate", type=float, default=0)
     ap.add_argument("--clients", type=int, default=1)
@@ -45,11 +46,15 @@ def main():
     out["req_per_sec"] = float(m.group(1))
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed", text)
     if m:
-        out.update(total=int(m.group(1)), succeeded=int(m.group(4)), failed=int(m.group(5)))
+        out.update(total=int(m.group(1)), done=int(m.group(3)), succeeded=int(m.group(4)),
+                   failed=int(m.group(5)))
+    m = re.search(r"status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m:
+        out["not_2xx_total"] = sum(int(n) for n in m.groups())
     out["protocol"] = "h2" if "Application protocol: h2" in text else "other"
     rows = []
     try:
-        for line in open(a.log):
+        for line in open(a.log) if a.log else ():
             parts = line.split()
             if len(parts) >= 3:
                 rows.append((int(parts[0]), int(parts[1]), int(parts[2])))
